@@ -1,0 +1,68 @@
+"""Simple function families: sine, sawtooth and the five-point sine toy of the NP critique."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from npkit.data.sampling import FunctionSampler, randint, uniform
+from npkit.tasks import Batch
+
+
+@dataclass
+class SineSampler(FunctionSampler):
+    """y = A sin(x - phase) with A ~ U(amplitude), phase ~ U(phase); the MAML sine family."""
+
+    x_range: tuple[float, float] = (-5.0, 5.0)
+    num_context: tuple[int, int] = (3, 20)
+    num_target: tuple[int, int] = (3, 30)
+    max_points: int | None = 50
+    amplitude: tuple[float, float] = (0.1, 5.0)
+    phase: tuple[float, float] = (0.0, math.pi)
+
+    def functions(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, None]:
+        amplitude = uniform((x.shape[0], 1, 1), *self.amplitude, generator)
+        phase = uniform((x.shape[0], 1, 1), *self.phase, generator)
+        return amplitude * torch.sin(x - phase), None
+
+
+@dataclass
+class SawtoothSampler(FunctionSampler):
+    """y = A * frac(f (x - shift)) - A / 2: a sawtooth with random frequency and shift."""
+
+    num_context: tuple[int, int] = (3, 46)
+    amplitude: float = 1.0
+    frequency: tuple[float, float] = (1.0, 2.0)
+    shift: tuple[float, float] = (-5.0, 5.0)
+
+    def functions(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, None]:
+        frequency = uniform((x.shape[0], 1, 1), *self.frequency, generator)
+        shift = uniform((x.shape[0], 1, 1), *self.shift, generator)
+        return self.amplitude * (torch.frac(frequency * (x - shift)) % 1.0 - 0.5), None
+
+
+@dataclass
+class FivePointSine:
+    """The toy of the NP critique: x in {-2, -1, 0, 1, 2}, y = sin(x), 1-3 random context points.
+
+    Every task is the same function; what varies is which points are observed. The targets are
+    the points not in the context, so ``context ∪ targets`` is always all five points.
+    """
+
+    num_context: tuple[int, int] = (1, 3)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.num_context[0] <= self.num_context[1] <= 4:
+            raise ValueError(f"num_context must lie in 0..4, got {self.num_context}")
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        nc = randint(*self.num_context, generator)
+        order = torch.rand(batch_size, 5, generator=generator).argsort(dim=1)
+        x = torch.arange(-2.0, 3.0)[order].unsqueeze(-1)  # [B, 5, 1]
+        y = torch.sin(x)
+        return Batch(xc=x[:, :nc], yc=y[:, :nc], xt=x[:, nc:], yt=y[:, nc:])

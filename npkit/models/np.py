@@ -1,0 +1,16 @@
+"""Neural Process (Garnelo et al. 2018b) with both paths, as in Kim et al. 2019."""
+
+from npkit.models.base import LatentEncoder, MeanEncoder, ModelConfig, NeuralProcess
+
+
+class NP(NeuralProcess):
+    """Deterministic r = mean_i MLP([x_i, y_i]) and latent z ~ q(z | C); decoder MLP([x_t, r, z])."""
+
+    name = "np"
+    is_latent = True
+
+    def build_deterministic(self, cfg: ModelConfig) -> MeanEncoder:
+        return MeanEncoder(cfg)
+
+    def build_latent(self, cfg: ModelConfig) -> LatentEncoder:
+        return LatentEncoder(cfg)
