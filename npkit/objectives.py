@@ -1,0 +1,151 @@
+"""Training objectives, separate from models. Every loss is normalised per scored point.
+
+By default the scored points are ``context ∪ targets`` (``batch.x``, ``batch.y``), the
+convention of the published 1D GP benchmarks; ``include_context=False`` scores targets only.
+
+- nll:  -1/N sum_n log p(y_n | x_n, C)                                   (CNP)
+- elbo: -1/N [E_q(z|C∪T) sum_n log p(y_n | x_n, z, C) - beta KL(q(z|C∪T) || p(z))],
+        p(z) = q(z|C) ("conditional", the NP paper) or N(0, I) ("fixed"), optional free bits
+- iwae: -1/N log 1/S sum_s p(y | z_s) p(z_s|C) / q(z_s|C∪T),  z_s ~ q(z|C∪T)
+- ml:   -1/N log 1/S sum_s p(y | z_s),  z_s ~ p(z|C)  (maximum likelihood, Foong et al. 2020)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
+
+from npkit.models.base import NeuralProcess
+from npkit.tasks import Batch
+
+
+@dataclass
+class LossOutput:
+    """loss: scalar to minimise; log_lik: mean per-point log-likelihood term; kl: KL per point."""
+
+    loss: Tensor
+    log_lik: Tensor
+    kl: Tensor | None = None
+
+
+def _scored(batch: Batch, include_context: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """Inputs [B, N, Dx], outputs [B, N, Dy], mask [B, N] and point counts [B] to score."""
+    if batch.yt is None:
+        raise ValueError("objectives need target outputs: batch.yt is None")
+    x, y, mask = (batch.x, batch.y, batch.mask) if include_context else (batch.xt, batch.yt, batch.mask_t)
+    if y.shape[1] == 0:
+        raise ValueError("no points to score: the batch has no targets (and no context included)")
+    counts = mask.sum(-1).to(y.dtype) if mask is not None else y.new_full((y.shape[0],), y.shape[1])
+    return x, y, mask, counts.clamp_min(1.0)
+
+
+def _sum_points(log_prob: Tensor, mask: Tensor | None) -> Tensor:
+    """Sum [..., B, N] log-likelihoods over the (unmasked) points -> [..., B]."""
+    return (log_prob * mask).sum(-1) if mask is not None else log_prob.sum(-1)
+
+
+def _check_model(model: NeuralProcess, objective: str) -> None:
+    """nll is for deterministic models, every other objective for latent ones."""
+    if objective == "nll" and model.is_latent:
+        raise TypeError(f"nll is for deterministic models; train {type(model).__name__} with 'elbo', 'ml' or 'iwae'")
+    if objective != "nll" and not model.is_latent:
+        raise TypeError(f"{objective} needs a latent model; {type(model).__name__} has no z: use 'nll'")
+
+
+def nll(model: NeuralProcess, batch: Batch, include_context: bool = True) -> LossOutput:
+    """Gaussian negative log-likelihood per point of a deterministic (conditional) model."""
+    _check_model(model, "nll")
+    x, y, mask, n = _scored(batch, include_context)
+    log_lik = (_sum_points(model(batch.xc, batch.yc, x, mask_c=batch.mask_c).log_prob(y), mask) / n).mean()
+    return LossOutput(-log_lik, log_lik)
+
+
+def standard_normal_like(q: Distribution) -> Distribution:
+    """N(0, I) with the batch and event shape of q: the fixed prior of the ELBO."""
+    loc = torch.zeros_like(q.mean)
+    return Independent(Normal(loc, torch.ones_like(loc)), 1)
+
+
+def elbo(
+    model: NeuralProcess,
+    batch: Batch,
+    num_samples: int = 1,
+    prior: str = "conditional",
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+    include_context: bool = True,
+) -> LossOutput:
+    """Negative ELBO per point. ``free_bits`` (nats per latent dimension, Kingma et al. 2016)
+    floors each dimension's batch-averaged KL, so dimensions below it get no KL gradient."""
+    _check_model(model, "elbo")
+    if prior not in ("conditional", "fixed"):
+        raise ValueError(f"prior must be 'conditional' or 'fixed', got {prior!r}")
+    if beta < 0 or free_bits < 0:
+        raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
+    x, y, mask, n = _scored(batch, include_context)
+    q = model.posterior(batch.x, batch.y, batch.mask)
+    p = model.posterior(batch.xc, batch.yc, batch.mask_c) if prior == "conditional" else standard_normal_like(q)
+    z = q.rsample((num_samples,))
+    pred = model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c)
+    log_lik = _sum_points(pred.log_prob(y), mask).mean(0) / n  # [B]
+    kl_dims = kl_divergence(q.base_dist, p.base_dist)  # [B, z_dim]
+    kl = kl_dims.sum(-1) / n  # [B]
+    kl_term = kl.mean() if free_bits == 0 else kl_dims.mean(0).clamp_min(free_bits).sum() / n.mean()
+    return LossOutput(-(log_lik.mean() - beta * kl_term), log_lik.mean(), kl.mean())
+
+
+def iwae(
+    model: NeuralProcess,
+    batch: Batch,
+    num_samples: int = 16,
+    proposal: str = "posterior",
+    include_context: bool = True,
+) -> LossOutput:
+    """Importance-weighted objective with S samples from q(z|C∪T) ("posterior") or from p(z|C)
+    ("context", which is the maximum-likelihood objective ``ml``). Tighter as S grows."""
+    _check_model(model, "iwae")
+    if proposal not in ("posterior", "context"):
+        raise ValueError(f"proposal must be 'posterior' or 'context', got {proposal!r}")
+    x, y, mask, n = _scored(batch, include_context)
+    p = model.posterior(batch.xc, batch.yc, batch.mask_c)
+    q = p if proposal == "context" else model.posterior(batch.x, batch.y, batch.mask)
+    z = q.rsample((num_samples,))
+    log_w = _sum_points(model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c).log_prob(y), mask)  # [S, B]
+    if proposal == "posterior":
+        log_w = log_w + p.log_prob(z) - q.log_prob(z)
+    log_lik = ((torch.logsumexp(log_w, 0) - math.log(num_samples)) / n).mean()
+    return LossOutput(-log_lik, log_lik)
+
+
+def ml(model: NeuralProcess, batch: Batch, num_samples: int = 16, include_context: bool = True) -> LossOutput:
+    """Maximum-likelihood objective: ``iwae`` with proposal p(z|C)."""
+    return iwae(model, batch, num_samples, proposal="context", include_context=include_context)
+
+
+OBJECTIVES: dict[str, Callable[..., LossOutput]] = {"nll": nll, "elbo": elbo, "iwae": iwae, "ml": ml}
+Objective = Callable[[NeuralProcess, Batch], LossOutput]
+
+
+def get_objective(name: str, model: NeuralProcess | None = None, **options) -> Objective:
+    """The objective ``name`` with ``options`` bound; "auto" picks nll or elbo for ``model``."""
+    if name == "auto":
+        if model is None:
+            raise ValueError("objective 'auto' needs the model to choose between nll and elbo")
+        name = "elbo" if model.is_latent else "nll"
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; expected one of {sorted(OBJECTIVES)} or 'auto'")
+    fn = OBJECTIVES[name]
+    allowed = set(inspect.signature(fn).parameters) - {"model", "batch"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for objective {name!r}; expected some of {sorted(allowed)}")
+    if model is not None:
+        _check_model(model, name)
+    return partial(fn, **options)

@@ -1,0 +1,91 @@
+"""Model export/import: identical predictions after a round trip; clear errors on bad files."""
+
+import json
+
+import pytest
+import torch
+
+from npkit.checkpoint import CheckpointError, load_model, save_model
+from npkit.data import make_sampler
+from npkit.models import MODELS, build_model
+
+
+@pytest.fixture
+def batch():
+    return make_sampler("gp1d").sample(3, torch.Generator().manual_seed(0))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("np", hidden_dim=16, r_dim=8, z_dim=4)
+    save_model(model, tmp_path / "m")
+    return model, tmp_path / "m"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_round_trip_gives_identical_predictions(tmp_path, batch, name):
+    torch.manual_seed(0)
+    model = build_model(name, hidden_dim=16, r_dim=16, z_dim=4, num_heads=2, min_sigma=0.05, init="xavier_normal")
+    loaded = load_model(save_model(model, tmp_path / name))
+    assert loaded.config == model.config and type(loaded) is type(model)
+    model.eval(), loaded.eval()
+    torch.manual_seed(1)
+    a = model(batch.xc, batch.yc, batch.xt, num_samples=3)
+    torch.manual_seed(1)
+    b = loaded(batch.xc, batch.yc, batch.xt, num_samples=3)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.stddev, b.stddev)
+
+
+def test_missing_folder_is_reported(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "nowhere")
+
+
+def test_truncated_weights_are_reported_as_corrupt(saved):
+    _, folder = saved
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt safetensors"):
+        load_model(folder)
+
+
+def test_corrupt_config_is_reported(saved):
+    _, folder = saved
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt JSON"):
+        load_model(folder)
+
+
+def test_foreign_json_is_rejected(saved):
+    _, folder = saved
+    (folder / "config.json").write_text(json.dumps({"model": "np"}))
+    with pytest.raises(CheckpointError, match="not an npkit checkpoint"):
+        load_model(folder)
+
+
+def test_unknown_model_name_is_rejected(saved):
+    _, folder = saved
+    meta = json.loads((folder / "config.json").read_text())
+    meta["model"] = "transformer"
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="unknown model 'transformer'"):
+        load_model(folder)
+
+
+def test_config_that_does_not_match_weights_is_rejected(saved):
+    _, folder = saved
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"]["hidden_dim"] = 32
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_model(folder)
+
+
+def test_invalid_config_values_are_rejected(saved):
+    _, folder = saved
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"]["min_sigma"] = 2.0
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="min_sigma"):
+        load_model(folder)
