@@ -1,1 +1,40 @@
-"""npkit."""
+"""npkit: Neural Processes and their relatives, with GP baselines, training, evaluation and plots.
+
+    import npkit
+    model = npkit.build_model("np")
+    npkit.fit(model, npkit.make_sampler("gp1d"), steps=2000)
+    pred = model(xc, yc, xt, num_samples=16)     # a torch.distributions.Distribution
+
+Heavy parts (GPyTorch baselines, matplotlib plots, Lightning Fabric) load on first use.
+"""
+
+from importlib import import_module
+
+from npkit.checkpoint import CheckpointError, load_model, save_model
+from npkit.data import PRESETS, FivePointSine, GPSampler, SawtoothSampler, SineSampler, make_sampler
+from npkit.models import ANP, CNP, MODELS, NP, LatentCNP, ModelConfig, NeuralProcess, build_model
+from npkit.objectives import OBJECTIVES, LossOutput, elbo, get_objective, iwae, ml, nll
+from npkit.tasks import Batch
+from npkit.train import TrainConfig, fit
+
+_LAZY = {
+    "evaluate": "npkit.evaluate", "evaluate_gp": "npkit.evaluate", "make_eval_set": "npkit.evaluate",
+    "format_table": "npkit.evaluate", "oracle": "npkit.baselines.gp", "fitted_gp": "npkit.baselines.gp",
+    "fit_gp": "npkit.baselines.gp", "gp_posterior": "npkit.baselines.gp", "plot_predictions": "npkit.plot",
+    "plot_prior_samples": "npkit.plot", "plot_training_curves": "npkit.plot",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'npkit' has no attribute {name!r}")
+
+
+__version__ = "0.1.0"
+__all__ = [
+    "ANP", "CNP", "MODELS", "NP", "OBJECTIVES", "PRESETS", "Batch", "CheckpointError", "FivePointSine",
+    "GPSampler", "LatentCNP", "LossOutput", "ModelConfig", "NeuralProcess", "SawtoothSampler", "SineSampler",
+    "TrainConfig", "build_model", "elbo", "fit", "get_objective", "iwae", "load_model", "make_sampler", "ml",
+    "nll", "save_model", *_LAZY,
+]

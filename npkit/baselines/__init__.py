@@ -1,3 +1,3 @@
-from npkit.baselines.gp import gp_posterior, oracle
+from npkit.baselines.gp import fit_gp, fitted_gp, gp_posterior, oracle
 
-__all__ = ["gp_posterior", "oracle"]
+__all__ = ["fit_gp", "fitted_gp", "gp_posterior", "oracle"]

@@ -1,4 +1,5 @@
-"""Exact Gaussian-process predictions, in float64: the oracle of every GP benchmark.
+"""Exact Gaussian-process predictions, in float64: the oracle of every GP benchmark, and the
+same GP with hyper-parameters fitted per task by marginal likelihood (GPyTorch).
 
 With K = k(xc, xc) + s2 I, the predictive of noisy observations at xq is
     mean = k(xq, xc) K^-1 yc,   cov = k(xq, xq) + s2 I - k(xq, xc) K^-1 k(xc, xq).
@@ -6,6 +7,7 @@ With K = k(xc, xc) + s2 I, the predictive of noisy observations at xq is
 
 from __future__ import annotations
 
+import gpytorch
 import torch
 from torch import Tensor
 from torch.distributions import MultivariateNormal
@@ -18,7 +20,8 @@ def gp_posterior(gp: TrueGP, xc: Tensor, yc: Tensor, xq: Tensor) -> Multivariate
     """Predictive of y at xq [B, Nq, 1] given yc [B, Nc, 1] at xc [B, Nc, 1] under ``gp``.
 
     Returns a float64 MultivariateNormal with batch [B], event [Nq]; it includes the observation
-    noise. An empty context gives the prior predictive.
+    noise (``gp.noise_std``: a float, or a tensor [B] of per-task values as ``fit_gp`` returns).
+    An empty context gives the prior predictive.
     """
     xc, yc, xq = xc.double(), yc.double(), xq.double()
     noise = torch.as_tensor(gp.noise_std, dtype=torch.float64, device=xq.device) ** 2
@@ -43,3 +46,104 @@ def oracle(batch: Batch, xq: Tensor) -> MultivariateNormal:
     if batch.gp is None:
         raise ValueError("this batch has no generating GP (batch.gp is None): the oracle needs GP tasks")
     return gp_posterior(batch.gp, batch.xc, batch.yc, xq)
+
+
+FIT_KERNELS = ["matern52", "periodic", "rbf", "weakly_periodic"]
+
+
+class _BatchGP(gpytorch.models.ExactGP):
+    """B independent zero-mean exact GPs, one per task, as one GPyTorch model (batch_shape [B])."""
+
+    def __init__(self, x: Tensor, y: Tensor, likelihood, covar_module) -> None:
+        super().__init__(x, y, likelihood)
+        self.mean_module = gpytorch.means.ZeroMean(batch_shape=y.shape[:1])
+        self.covar_module = covar_module
+
+    def forward(self, x: Tensor):
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+
+def _covar_module(kernel: str, batch_shape: torch.Size):
+    """ScaleKernel over the GPyTorch kernel matching npkit's ``kernel`` (see ``npkit.data.gp``)."""
+    rbf = lambda: gpytorch.kernels.RBFKernel(batch_shape=batch_shape)  # noqa: E731
+    periodic = lambda: gpytorch.kernels.PeriodicKernel(batch_shape=batch_shape)  # noqa: E731
+    if kernel == "rbf":
+        base = rbf()
+    elif kernel == "matern52":
+        base = gpytorch.kernels.MaternKernel(nu=2.5, batch_shape=batch_shape)
+    elif kernel == "periodic":
+        base = periodic()
+    elif kernel == "weakly_periodic":
+        # npkit: exp(-d^2 / (2 l^2)) exp(-2 sin^2(pi d / p)), i.e. the periodic factor has its
+        # (GPyTorch) lengthscale fixed to 1.
+        factor = periodic()
+        factor.lengthscale = 1.0
+        factor.raw_lengthscale.requires_grad_(False)
+        base = gpytorch.kernels.ProductKernel(rbf(), factor)
+    else:
+        raise ValueError(f"unknown kernel {kernel!r} for fit_gp; expected one of {FIT_KERNELS}")
+    return gpytorch.kernels.ScaleKernel(base, batch_shape=batch_shape)
+
+
+def _to_true_gp(kernel: str, covar, likelihood) -> TrueGP:
+    """Read npkit hyper-parameters [B] (float64, detached) off a fitted ScaleKernel + likelihood."""
+    flat = lambda t: t.detach().reshape(-1).to(torch.float64)  # noqa: E731
+    base = covar.base_kernel
+    scale = flat(covar.outputscale).sqrt()
+    noise_std = flat(likelihood.noise).sqrt()
+    if kernel == "weakly_periodic":
+        rbf, periodic = base.kernels
+        return TrueGP(kernel, scale, flat(rbf.lengthscale), flat(periodic.period_length), noise_std)
+    if kernel == "periodic":
+        # GPyTorch: exp(-2 sin^2(pi d / p) / lam), lengthscale not squared; npkit divides by
+        # l^2, so l = sqrt(lam).
+        return TrueGP(kernel, scale, flat(base.lengthscale).sqrt(), flat(base.period_length), noise_std)
+    return TrueGP(kernel, scale, flat(base.lengthscale), None, noise_std)
+
+
+def fit_gp(xc: Tensor, yc: Tensor, kernel: str = "rbf", steps: int = 100, lr: float = 0.1) -> TrueGP:
+    """Fit a zero-mean GP's hyper-parameters to each task's context by exact marginal likelihood.
+
+    xc [B, Nc, Dx], yc [B, Nc, 1]. All B tasks are fitted at once (one GPyTorch ExactGP with
+    batch_shape [B], in float64) by ``steps`` Adam steps of rate ``lr`` on the sum over tasks of
+    the per-point log marginal likelihood, starting from GPyTorch's defaults (every positive
+    parameter softplus(0) = 0.693, noise variance >= 1e-4). Returns a TrueGP with per-task
+    ``scale`` = sqrt(outputscale), ``length``, ``period`` (periodic kernels) and ``noise_std``,
+    all tensors [B]. With an empty context (Nc = 0) nothing is fitted: the result holds
+    GPyTorch's initial hyper-parameters. Periodic kernels need Dx = 1; the marginal likelihood
+    of a periodic kernel is multimodal, so expect local optima.
+    """
+    if kernel not in FIT_KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r} for fit_gp; expected one of {FIT_KERNELS}")
+    if yc.dim() != 3 or yc.shape[-1] != 1:
+        raise ValueError(f"fit_gp needs yc of shape [batch, n_context, 1], got {tuple(yc.shape)}")
+    if xc.dim() != 3 or xc.shape[:2] != yc.shape[:2]:
+        raise ValueError(f"xc must have shape [batch, n_context, x_dim] matching yc, got {tuple(xc.shape)}")
+    if kernel in ("periodic", "weakly_periodic") and xc.shape[-1] != 1:
+        raise ValueError(f"kernel {kernel!r} is one-dimensional here; got x_dim = {xc.shape[-1]}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    batch_shape = torch.Size([xc.shape[0]])
+    x, y = xc.detach().to(torch.float64), yc.detach().to(torch.float64).squeeze(-1)
+    covar = _covar_module(kernel, batch_shape).to(x)
+    likelihood = gpytorch.likelihoods.GaussianLikelihood(batch_shape=batch_shape).to(x)
+    if x.shape[1] > 0 and steps > 0:
+        model = _BatchGP(x, y, likelihood, covar)
+        model.train()
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                optimizer.zero_grad()
+                loss = -mll(model(x), y).sum()  # mll: [B], per point
+                loss.backward()
+                optimizer.step()
+    return _to_true_gp(kernel, covar, likelihood)
+
+
+def fitted_gp(batch: Batch, xq: Tensor, steps: int = 100) -> MultivariateNormal:
+    """Predictive at xq [B, Nq, Dx] of a GP fitted to ``batch``'s context (``fit_gp``), with the
+    generating kernel's family when ``batch.gp`` is known, else RBF. Float64, batch [B], event [Nq]."""
+    kernel = batch.gp.kernel if batch.gp is not None else "rbf"
+    return gp_posterior(fit_gp(batch.xc, batch.yc, kernel=kernel, steps=steps), batch.xc, batch.yc, xq)

@@ -1,0 +1,135 @@
+"""Exact GP posterior, the oracle and the per-task fitted GP (npkit.baselines.gp)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from npkit.baselines import fit_gp, fitted_gp, gp_posterior, oracle
+from npkit.baselines.gp import FIT_KERNELS, _covar_module, _to_true_gp
+from npkit.data import GPSampler, TrueGP, make_sampler
+from npkit.evaluate import evaluate_gp, make_eval_set
+from npkit.tasks import Batch
+
+
+def _t(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def test_gp_posterior_one_point_by_hand():
+    s, l, noise = 0.8, 0.3, 0.1
+    x1, y1, x2 = 0.1, 0.5, 0.4
+    gp = TrueGP("rbf", _t(s), _t(l), None, noise)
+    post = gp_posterior(gp, _t(x1).view(1, 1, 1), _t(y1).view(1, 1, 1), _t(x2).view(1, 1, 1))
+    k11 = k22 = s**2
+    k12 = s**2 * math.exp(-((x2 - x1) ** 2) / (2 * l**2))
+    s2 = noise**2
+    assert post.mean.item() == pytest.approx(k12 / (k11 + s2) * y1, rel=1e-12)
+    assert post.variance.item() == pytest.approx(k22 + s2 - k12**2 / (k11 + s2), rel=1e-12)
+
+
+def test_gp_posterior_empty_context_is_prior():
+    gp = TrueGP("rbf", _t(0.5, 1.0), _t(0.2, 0.4), None, 0.02)
+    xq = torch.linspace(-1, 1, 4, dtype=torch.float64).expand(2, 4).unsqueeze(-1)
+    empty = xq[:, :0]
+    post = gp_posterior(gp, empty, empty, xq)
+    assert torch.equal(post.mean, torch.zeros(2, 4, dtype=torch.float64))
+    torch.testing.assert_close(post.covariance_matrix, gp.covariance(xq, xq) + 0.02**2 * torch.eye(4))
+
+
+def test_gp_posterior_per_task_noise_tensor():
+    g = torch.Generator().manual_seed(0)
+    batch = make_sampler("gp1d").sample(3, generator=g)
+    noise = _t(0.02, 0.1, 0.5)
+    joint = gp_posterior(TrueGP("rbf", batch.gp.scale, batch.gp.length, None, noise),
+                         batch.xc, batch.yc, batch.xt)
+    for i in range(3):
+        one = TrueGP("rbf", batch.gp.scale[i:i + 1], batch.gp.length[i:i + 1], None, float(noise[i]))
+        ref = gp_posterior(one, batch.xc[i:i + 1], batch.yc[i:i + 1], batch.xt[i:i + 1])
+        torch.testing.assert_close(joint.mean[i], ref.mean[0])
+        torch.testing.assert_close(joint.covariance_matrix[i], ref.covariance_matrix[0])
+
+
+def test_oracle_matches_published_gp1d_numbers():
+    # BENCHMARKS.md: RBF oracle ctx_ll 2.62, tar_ll 1.52 (marginal), 1.81 (joint / Nt).
+    batches = make_eval_set(make_sampler("gp1d", kernel="rbf"), 50, 16, seed=0)
+    result = evaluate_gp(batches, kind="oracle")
+    assert result["ctx_ll"] == pytest.approx(2.62, abs=0.25)
+    assert result["tar_ll"] == pytest.approx(1.52, abs=0.25)
+    assert result["tar_ll_joint"] == pytest.approx(1.81, abs=0.3)
+    assert result["tar_ll_joint"] > result["tar_ll"]
+    assert 0.9 <= result["coverage95"] <= 1.0
+    assert result["num_tasks"] == 800
+
+
+def test_oracle_needs_a_gp():
+    batch = make_sampler("gp1d").sample(2, generator=torch.Generator().manual_seed(0))
+    bare = Batch(batch.xc, batch.yc, batch.xt, batch.yt)
+    with pytest.raises(ValueError, match="no generating GP"):
+        oracle(bare, bare.xt)
+
+
+@pytest.mark.parametrize("kernel", FIT_KERNELS)
+def test_gpytorch_kernels_match_npkit_kernels(kernel):
+    # The conversion of GPyTorch's parameters (periodic: lengthscale not squared) to TrueGP.
+    batch_shape = torch.Size([3])
+    covar = _covar_module(kernel, batch_shape).double()
+    covar.outputscale = _t(0.5, 1.2, 2.0)
+    base = covar.base_kernel.kernels if kernel == "weakly_periodic" else [covar.base_kernel]
+    for k in base:
+        if k.raw_lengthscale.requires_grad:
+            k.lengthscale = _t(0.2, 0.5, 0.9).view(3, 1, 1)
+        if hasattr(k, "period_length"):
+            k.period_length = _t(0.3, 0.4, 0.7).view(3, 1, 1)
+    import gpytorch
+
+    gp = _to_true_gp(kernel, covar, gpytorch.likelihoods.GaussianLikelihood(batch_shape=batch_shape))
+    x = torch.linspace(-2, 2, 7, dtype=torch.float64).expand(3, 7).unsqueeze(-1)
+    with torch.no_grad():
+        expected = covar(x).to_dense()
+    torch.testing.assert_close(gp.covariance(x, x), expected, atol=1e-8, rtol=1e-6)
+
+
+def test_fit_gp_recovers_length_scale():
+    sampler = GPSampler(kernel="rbf", length=(0.3, 0.3), scale=(1.0, 1.0), noise_std=0.02,
+                        num_context=(49, 49), num_target=(1, 1), max_points=None)
+    batch = sampler.sample(8, generator=torch.Generator().manual_seed(0))
+    fit = fit_gp(batch.xc, batch.yc, kernel="rbf", steps=100)
+    assert fit.length.shape == fit.scale.shape == fit.noise_std.shape == (8,)
+    ratio = torch.exp(torch.log(fit.length / 0.3).abs().mean())  # geometric mean of the factor
+    assert ratio < 1.5
+    assert fit.noise_std.median() < 0.1
+
+
+def test_fitted_gp_is_no_better_than_oracle():
+    batches = make_eval_set(make_sampler("gp1d", kernel="rbf"), 4, 16, seed=1)
+    fitted = evaluate_gp(batches, kind="fitted", fit_steps=50)
+    truth = evaluate_gp(batches, kind="oracle")
+    assert math.isfinite(fitted["tar_ll"]) and math.isfinite(fitted["tar_ll_joint"])
+    assert fitted["tar_ll"] <= truth["tar_ll"] + 0.05
+    mvn = fitted_gp(batches[0], batches[0].xt, steps=5)
+    assert mvn.mean.shape == (16, batches[0].num_target) and mvn.mean.dtype == torch.float64
+
+
+def test_fit_gp_empty_context_gives_gpytorch_defaults():
+    empty = torch.zeros(2, 0, 1)
+    softplus0 = math.log(2.0)
+    rbf = fit_gp(empty, empty, kernel="rbf")
+    torch.testing.assert_close(rbf.length, _t(softplus0, softplus0))
+    torch.testing.assert_close(rbf.scale, _t(softplus0, softplus0).sqrt())
+    assert rbf.period is None and torch.all(rbf.noise_std > 0.8)
+    periodic = fit_gp(empty, empty, kernel="periodic")
+    torch.testing.assert_close(periodic.length, _t(softplus0, softplus0).sqrt())
+    torch.testing.assert_close(periodic.period, _t(softplus0, softplus0))
+
+
+def test_fit_gp_bad_input():
+    x = torch.zeros(2, 3, 1)
+    with pytest.raises(ValueError, match="'cosine'.*rbf"):
+        fit_gp(x, x, kernel="cosine")
+    with pytest.raises(ValueError, match="yc"):
+        fit_gp(x, torch.zeros(2, 3, 2))
+    with pytest.raises(ValueError, match="one-dimensional"):
+        fit_gp(torch.zeros(2, 3, 2), x, kernel="periodic")
