@@ -62,9 +62,14 @@ def worker(args: argparse.Namespace) -> dict:
     for kernel in KERNELS:
         batches = cached_eval_set("gp1d", kernel, args.eval_batches, 16, args.seed, args.cache_dir)
         scores[kernel] = evaluate(model, batches, num_samples=50)
-    return {"model": args.worker, "params": sum(p.numel() for p in model.parameters()), "step_ms": step_ms,
-            "fit_ms": fit_ms, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "scores": scores}
+    return {
+        "model": args.worker,
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_ms": step_ms,
+        "fit_ms": fit_ms,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "scores": scores,
+    }
 
 
 def cpu_name() -> str:
@@ -92,32 +97,52 @@ def main() -> None:
 
     rows = []
     for name in args.models:
-        cmd = [sys.executable, __file__, "--worker", name, "--steps", str(args.steps),
-               "--eval-batches", str(args.eval_batches), "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            name,
+            "--steps",
+            str(args.steps),
+            "--eval-batches",
+            str(args.eval_batches),
+            "--seed",
+            str(args.seed),
+        ]
         if args.cache_dir:
             cmd += ["--cache-dir", args.cache_dir]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"done {name}", file=sys.stderr)
-    oracle = {k: evaluate_gp(cached_eval_set("gp1d", k, args.eval_batches, 16, args.seed, args.cache_dir), "oracle")
-              for k in KERNELS}
+    oracle = {
+        k: evaluate_gp(cached_eval_set("gp1d", k, args.eval_batches, 16, args.seed, args.cache_dir), "oracle")
+        for k in KERNELS
+    }
 
-    print(f"gp1d, {args.steps} steps x batch 16 per model (trained on RBF), eval {args.eval_batches} x 16 tasks "
-          f"per kernel (seed {args.seed}); latent models: 4 samples in training, 50 in evaluation")
+    print(
+        f"gp1d, {args.steps} steps x batch 16 per model (trained on RBF), eval {args.eval_batches} x 16 tasks "
+        f"per kernel (seed {args.seed}); latent models: 4 samples in training, 50 in evaluation"
+    )
     print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"command: python benchmarks/gp1d.py {' '.join(sys.argv[1:])}")
     print("tar_ll = per-point marginal (ctx excluded); joint = logmeanexp_s sum_n log p / Nt; oracle = exact GP\n")
     head = "| model | params | step ms | fit ms | peak RSS MB |" + "".join(
-        f" {k} ctx_ll | {k} tar_ll | {k} joint |" for k in KERNELS)
+        f" {k} ctx_ll | {k} tar_ll | {k} joint |" for k in KERNELS
+    )
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
-        cells = "".join(f" {r['scores'][k]['ctx_ll']:.2f} | {r['scores'][k]['tar_ll']:.2f} | "
-                        f"{r['scores'][k]['tar_ll_joint']:.2f} |" for k in KERNELS)
-        print(f"| {r['model']} | {r['params']:,} | {r['step_ms']:.1f} | {r['fit_ms']:.1f} | {r['peak_rss_mb']:.0f} |"
-              + cells)
-    cells = "".join(f" {oracle[k]['ctx_ll']:.2f} | {oracle[k]['tar_ll']:.2f} | {oracle[k]['tar_ll_joint']:.2f} |"
-                    for k in KERNELS)
+        cells = "".join(
+            f" {r['scores'][k]['ctx_ll']:.2f} | {r['scores'][k]['tar_ll']:.2f} | {r['scores'][k]['tar_ll_joint']:.2f} |"
+            for k in KERNELS
+        )
+        print(
+            f"| {r['model']} | {r['params']:,} | {r['step_ms']:.1f} | {r['fit_ms']:.1f} | {r['peak_rss_mb']:.0f} |"
+            + cells
+        )
+    cells = "".join(
+        f" {oracle[k]['ctx_ll']:.2f} | {oracle[k]['tar_ll']:.2f} | {oracle[k]['tar_ll_joint']:.2f} |" for k in KERNELS
+    )
     print(f"| GP oracle | - | - | - | - |{cells}")
 
 

@@ -18,10 +18,17 @@ from npkit.tasks import Batch
 from npkit.train import TrainConfig, fit
 
 _LAZY = {
-    "evaluate": "npkit.evaluate", "evaluate_gp": "npkit.evaluate", "make_eval_set": "npkit.evaluate",
-    "format_table": "npkit.evaluate", "oracle": "npkit.baselines.gp", "fitted_gp": "npkit.baselines.gp",
-    "fit_gp": "npkit.baselines.gp", "gp_posterior": "npkit.baselines.gp", "plot_predictions": "npkit.plot",
-    "plot_prior_samples": "npkit.plot", "plot_training_curves": "npkit.plot",
+    "evaluate": "npkit.evaluate",
+    "evaluate_gp": "npkit.evaluate",
+    "make_eval_set": "npkit.evaluate",
+    "format_table": "npkit.evaluate",
+    "oracle": "npkit.baselines.gp",
+    "fitted_gp": "npkit.baselines.gp",
+    "fit_gp": "npkit.baselines.gp",
+    "gp_posterior": "npkit.baselines.gp",
+    "plot_predictions": "npkit.plot",
+    "plot_prior_samples": "npkit.plot",
+    "plot_training_curves": "npkit.plot",
 }
 
 
@@ -33,8 +40,32 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 __all__ = [
-    "ANP", "CNP", "MODELS", "NP", "OBJECTIVES", "PRESETS", "Batch", "CheckpointError", "FivePointSine",
-    "GPSampler", "LatentCNP", "LossOutput", "ModelConfig", "NeuralProcess", "SawtoothSampler", "SineSampler",
-    "TrainConfig", "build_model", "elbo", "fit", "get_objective", "iwae", "load_model", "make_sampler", "ml",
-    "nll", "save_model", *_LAZY,
+    "ANP",
+    "CNP",
+    "MODELS",
+    "NP",
+    "OBJECTIVES",
+    "PRESETS",
+    "Batch",
+    "CheckpointError",
+    "FivePointSine",
+    "GPSampler",
+    "LatentCNP",
+    "LossOutput",
+    "ModelConfig",
+    "NeuralProcess",
+    "SawtoothSampler",
+    "SineSampler",
+    "TrainConfig",
+    "build_model",
+    "elbo",
+    "fit",
+    "get_objective",
+    "iwae",
+    "load_model",
+    "make_sampler",
+    "ml",
+    "nll",
+    "save_model",
+    *_LAZY,
 ]

@@ -50,7 +50,7 @@ def read_json(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"corrupt JSON in {path}: {err}") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an npkit checkpoint (no \"format\": \"{FORMAT}\")")
+        raise CheckpointError(f'{path} is not an npkit checkpoint (no "format": "{FORMAT}")')
     if data.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this npkit reads {VERSION}")
     return data

@@ -1,8 +1,8 @@
 """``npkit train | eval | plot``: the command line over fit, evaluate and the plots.
 
-    npkit train quickstart --run-dir runs/qs --set train.steps=500
-    npkit eval runs/qs
-    npkit plot runs/qs
+npkit train quickstart --run-dir runs/qs --set train.steps=500
+npkit eval runs/qs
+npkit plot runs/qs
 """
 
 from __future__ import annotations
@@ -20,9 +20,15 @@ RUN_CONFIG = "config.yaml"
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value, e.g. --set train.steps=500 --set model.hidden_dim=64 "
-                             "(values are parsed as YAML; repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=500 --set model.hidden_dim=64 "
+        "(values are parsed as YAML; null resets a key to its default; repeatable)",
+    )
 
 
 def _run_config(run_dir: Path, overrides: list[str]) -> dict:
@@ -69,8 +75,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     name, model_options = split_section(config["model"])
     model = build_model(name, **model_options)
     objective, objective_options = split_section(config["objective"])
-    fit(model, _sampler(config), objective, objective_options, run_dir=run_dir, resume=args.resume,
-        **config["train"])
+    fit(model, _sampler(config), objective, objective_options, run_dir=run_dir, resume=args.resume, **config["train"])
     print(f"trained {name}: {sum(p.numel() for p in model.parameters()):,} parameters -> {run_dir / 'model'}")
 
 
@@ -90,11 +95,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
         if batches[0].gp is not None:
             results[f"GP oracle [{label}]"] = evaluate_gp(batches, "oracle")
             if ev["gp_fitted"]:
-                results[f"GP fitted [{label}]"] = evaluate_gp(batches, "fitted", fit_steps=ev["fit_steps"],
-                                                             progress=True)
+                results[f"GP fitted [{label}]"] = evaluate_gp(
+                    batches, "fitted", fit_steps=ev["fit_steps"], progress=True
+                )
     table = format_table(results)
-    header = (f"{data_name}: {ev['num_batches']} batches x {ev['batch_size']} tasks per kernel, seed {ev['seed']}, "
-              f"{ev['num_samples']} latent samples; tar_ll = per-point marginal, tar_ll_joint = joint / Nt")
+    header = (
+        f"{data_name}: {ev['num_batches']} batches x {ev['batch_size']} tasks per kernel, seed {ev['seed']}, "
+        f"{ev['num_samples']} latent samples; tar_ll = per-point marginal, tar_ll_joint = joint / Nt"
+    )
     print(header + "\n" + table)
     (run_dir / "metrics.json").write_text(json.dumps({"protocol": header, "results": results}, indent=2))
     (run_dir / "metrics.txt").write_text(header + "\n" + table + "\n")
@@ -116,8 +124,16 @@ def cmd_plot(args: argparse.Namespace) -> None:
     written = []
     for kernel in config["eval"]["kernels"]:
         batch = _sampler(config, kernel).sample(pl["num_tasks"], torch.Generator().manual_seed(pl["seed"]))
-        written.append(plot_predictions(model, batch, out / f"predictions-{kernel or config['data']['name']}.png",
-                                        num_tasks=pl["num_tasks"], num_samples=pl["num_samples"], seed=pl["seed"]))
+        written.append(
+            plot_predictions(
+                model,
+                batch,
+                out / f"predictions-{kernel or config['data']['name']}.png",
+                num_tasks=pl["num_tasks"],
+                num_samples=pl["num_samples"],
+                seed=pl["seed"],
+            )
+        )
     torch.manual_seed(config["train"].get("seed", 0))
     name, options = split_section(config["model"])
     written.append(plot_prior_samples(build_model(name, **options), out / "prior-untrained.png", seed=pl["seed"]))
@@ -132,28 +148,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="npkit", description="Neural Processes: train, evaluate and plot.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a model from a YAML preset or file",
-                           description=f"Train a model. Presets: {', '.join(presets())}. Writes the run folder: "
-                                       "config.yaml, checkpoints/, logs/ (CSV), model/ (safetensors + JSON).")
+    train = sub.add_parser(
+        "train",
+        help="train a model from a YAML preset or file",
+        description=f"Train a model. Presets: {', '.join(presets())}. Writes the run folder: "
+        "config.yaml, checkpoints/, logs/ (CSV), model/ (safetensors + JSON).",
+    )
     train.add_argument("config", nargs="?", help="preset name or YAML path (omit with --resume)")
     train.add_argument("--run-dir", required=True, help="folder for checkpoints, logs and the final model")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     _add_overrides(train)
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a trained run against the GP oracle and a fitted GP",
-                        description="Log-likelihoods (context/target, per point), MSE and 95%% coverage on a fixed "
-                                    "seeded evaluation set per kernel, beside the exact GP oracle and a GP fitted per "
-                                    "task by marginal likelihood. Prints a table, writes metrics.json/metrics.txt.")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a trained run against the GP oracle and a fitted GP",
+        description="Log-likelihoods (context/target, per point), MSE and 95%% coverage on a fixed "
+        "seeded evaluation set per kernel, beside the exact GP oracle and a GP fitted per "
+        "task by marginal likelihood. Prints a table, writes metrics.json/metrics.txt.",
+    )
     ev.add_argument("run_dir", help="a folder written by `npkit train`")
-    ev.add_argument("--cache-dir", default=None, help="where evaluation sets are cached (default: $NPKIT_CACHE or "
-                                                      "~/.cache/npkit)")
+    ev.add_argument(
+        "--cache-dir", default=None, help="where evaluation sets are cached (default: $NPKIT_CACHE or ~/.cache/npkit)"
+    )
     _add_overrides(ev)
     ev.set_defaults(func=cmd_eval)
 
-    plot = sub.add_parser("plot", help="write PNG figures of a trained run",
-                          description="Predictions with function samples, 2-sigma bands, context points and the GP "
-                                      "oracle; prior samples of the untrained and trained model; training curves.")
+    plot = sub.add_parser(
+        "plot",
+        help="write PNG figures of a trained run",
+        description="Predictions with function samples, 2-sigma bands, context points and the GP "
+        "oracle; prior samples of the untrained and trained model; training curves.",
+    )
     plot.add_argument("run_dir", help="a folder written by `npkit train`")
     _add_overrides(plot)
     plot.set_defaults(func=cmd_plot)

@@ -20,8 +20,15 @@ import yaml
 
 PRESET_DIR = Path(__file__).parent / "configs"
 SECTIONS = ("model", "data", "objective", "train", "eval", "plot")
-EVAL_DEFAULTS = {"kernels": None, "num_batches": 50, "batch_size": 16, "seed": 1234, "num_samples": 50,
-                 "gp_fitted": True, "fit_steps": 100}
+EVAL_DEFAULTS = {
+    "kernels": None,
+    "num_batches": 50,
+    "batch_size": 16,
+    "seed": 1234,
+    "num_samples": 50,
+    "gp_fitted": True,
+    "fit_steps": 100,
+}
 PLOT_DEFAULTS = {"num_tasks": 4, "num_samples": 10, "seed": 0}
 
 
@@ -37,7 +44,7 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Loader)
 
 
 def presets() -> list[str]:
@@ -83,14 +90,19 @@ def complete(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides; values are parsed as YAML (numbers, lists, null)."""
+    """Apply ``section.key=value`` overrides; values are parsed as YAML (numbers, lists), and
+    ``null`` removes the key so that its default applies."""
     config = copy.deepcopy(config)
     for item in overrides:
         key, sep, raw = item.partition("=")
         parts = key.strip().split(".")
         if not sep or len(parts) != 2 or parts[0] not in SECTIONS or not parts[1]:
             raise ValueError(f"--set expects section.key=value with section in {list(SECTIONS)}, got {item!r}")
-        config[parts[0]][parts[1]] = parse_yaml(raw)
+        value = parse_yaml(raw)
+        if value is None:
+            config[parts[0]].pop(parts[1], None)
+        else:
+            config[parts[0]][parts[1]] = value
     return complete(config)
 
 

@@ -42,6 +42,7 @@ _FORMAT_VERSION = 1
 
 # ----------------------------------------------------------------------------- evaluation sets
 
+
 def make_eval_set(sampler, num_batches: int, batch_size: int, seed: int) -> list[Batch]:
     """``num_batches`` batches of ``batch_size`` tasks drawn from ``sampler`` with one
     ``torch.Generator`` seeded by ``seed``: the same arguments always give the same tasks."""
@@ -75,8 +76,11 @@ def save_eval_set(batches: list[Batch], path: str | os.PathLike) -> None:
                 info["fields"].append(name)
         gp = batch.gp
         if gp is not None:
-            info["gp"] = {"kernel": gp.kernel, "has_period": gp.period is not None,
-                          "noise_std": None if isinstance(gp.noise_std, Tensor) else float(gp.noise_std)}
+            info["gp"] = {
+                "kernel": gp.kernel,
+                "has_period": gp.period is not None,
+                "noise_std": None if isinstance(gp.noise_std, Tensor) else float(gp.noise_std),
+            }
             tensors[f"{i}.gp.scale"] = gp.scale.detach().cpu().contiguous().clone()
             tensors[f"{i}.gp.length"] = gp.length.detach().cpu().contiguous().clone()
             if gp.period is not None:
@@ -142,6 +146,7 @@ def cached_eval_set(
 
 # ----------------------------------------------------------------------------- metrics
 
+
 def _logmeanexp(t: Tensor, dim: int = 0) -> Tensor:
     return torch.logsumexp(t, dim) - math.log(t.shape[dim])
 
@@ -200,7 +205,7 @@ def _aggregate(per_batch: list[dict[str, float]]) -> dict[str, float]:
     """Mean over batches (ctx_ll over the batches that have a context), tar_ll_se, num_tasks."""
     if not per_batch:
         raise ValueError("no batches to evaluate")
-    mean = lambda key: sum(b[key] for b in per_batch) / len(per_batch)  # noqa: E731
+    mean = lambda key: sum(b[key] for b in per_batch) / len(per_batch)
     ctx = [b["ctx_ll"] for b in per_batch if "ctx_ll" in b]
     tar = torch.tensor([b["tar_ll"] for b in per_batch], dtype=torch.float64)
     se = (tar.std() / math.sqrt(len(tar))).item() if len(tar) > 1 else float("nan")
@@ -245,8 +250,17 @@ def evaluate(model, batches: list[Batch], num_samples: int = 50, progress: bool 
                     ll_s_t = ll_s_t.masked_fill(~batch.mask_t, 0.0)
                 tar_joint = _logmeanexp(ll_s_t.sum(-1), 0)  # [B]
                 ll_c, ll_t = _split(ll, nc, 1)
-                per_batch.append(_batch_metrics(ll_c, ll_t, tar_joint, _split(sq_err, nc, 1)[1],
-                                                _split(covered, nc, 1)[1], batch.mask_c, batch.mask_t))
+                per_batch.append(
+                    _batch_metrics(
+                        ll_c,
+                        ll_t,
+                        tar_joint,
+                        _split(sq_err, nc, 1)[1],
+                        _split(covered, nc, 1)[1],
+                        batch.mask_c,
+                        batch.mask_t,
+                    )
+                )
     finally:
         model.train(was_training)
     return _aggregate(per_batch)
@@ -297,12 +311,16 @@ def evaluate_gp(
             joint = torch.distributions.MultivariateNormal(mean_t, covariance_matrix=cov_t)
             tar_joint = joint.log_prob(y_t) + const
             ll_c, ll_t = _split(ll, nc, 1)
-            per_batch.append(_batch_metrics(ll_c, ll_t, tar_joint, _split(sq_err, nc, 1)[1],
-                                            _split(covered, nc, 1)[1], None, batch.mask_t))
+            per_batch.append(
+                _batch_metrics(
+                    ll_c, ll_t, tar_joint, _split(sq_err, nc, 1)[1], _split(covered, nc, 1)[1], None, batch.mask_t
+                )
+            )
     return _aggregate(per_batch)
 
 
 # ----------------------------------------------------------------------------- reporting
+
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
     """Plain-text table: one row per model name, one column per metric (``METRICS`` first)."""
@@ -319,7 +337,8 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     rows = [["model", *columns]]
     rows += [[name, *(cell(c, r.get(c)) for c in columns)] for name, r in results.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-             for row in rows]
+    lines = [
+        "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))) for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

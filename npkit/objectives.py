@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -82,8 +82,8 @@ def elbo(
     free_bits: float = 0.0,
     include_context: bool = True,
 ) -> LossOutput:
-    """Negative ELBO per point. ``free_bits`` (nats per latent dimension, Kingma et al. 2016)
-    floors each dimension's batch-averaged KL, so dimensions below it get no KL gradient."""
+    """Negative ELBO per point. ``free_bits`` (nats per latent dimension and task, Kingma et al.
+    2016) floors each dimension's batch-averaged KL, so dimensions below it get no KL gradient."""
     _check_model(model, "elbo")
     if prior not in ("conditional", "fixed"):
         raise ValueError(f"prior must be 'conditional' or 'fixed', got {prior!r}")
@@ -95,10 +95,9 @@ def elbo(
     z = q.rsample((num_samples,))
     pred = model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c)
     log_lik = _sum_points(pred.log_prob(y), mask).mean(0) / n  # [B]
-    kl_dims = kl_divergence(q.base_dist, p.base_dist)  # [B, z_dim]
-    kl = kl_dims.sum(-1) / n  # [B]
-    kl_term = kl.mean() if free_bits == 0 else kl_dims.mean(0).clamp_min(free_bits).sum() / n.mean()
-    return LossOutput(-(log_lik.mean() - beta * kl_term), log_lik.mean(), kl.mean())
+    kl_dims = kl_divergence(q.base_dist, p.base_dist) / n[:, None]  # per point, [B, z_dim]
+    kl_term = kl_dims.mean(0).clamp_min(free_bits * n.reciprocal().mean()).sum()
+    return LossOutput(-(log_lik.mean() - beta * kl_term), log_lik.mean(), kl_dims.sum(-1).mean())
 
 
 def iwae(
@@ -145,7 +144,9 @@ def get_objective(name: str, model: NeuralProcess | None = None, **options) -> O
     allowed = set(inspect.signature(fn).parameters) - {"model", "batch"}
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for objective {name!r}; expected some of {sorted(allowed)}")
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)} for objective {name!r}; expected some of {sorted(allowed)}"
+        )
     if model is not None:
         _check_model(model, name)
     return partial(fn, **options)

@@ -46,8 +46,9 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _mean_and_band(ax: Axes, x: Tensor, mean: Tensor, std: Tensor, color: str, label: str,
-                   dashed: bool = False) -> None:
+def _mean_and_band(
+    ax: Axes, x: Tensor, mean: Tensor, std: Tensor, color: str, label: str, dashed: bool = False
+) -> None:
     """Plot mean [N] over x [N] with a 2-sigma band: shaded, or dashed edges when ``dashed``."""
     x, mean, std = x.cpu(), mean.cpu(), std.cpu()
     style = "--" if dashed else "-"
@@ -62,9 +63,7 @@ def _mean_and_band(ax: Axes, x: Tensor, mean: Tensor, std: Tensor, color: str, l
 def _check_1d(model: NeuralProcess) -> None:
     cfg = model.config
     if (cfg.x_dim, cfg.y_dim) != (1, 1):
-        raise ValueError(
-            f"plots support x_dim = y_dim = 1 only, got x_dim={cfg.x_dim}, y_dim={cfg.y_dim}"
-        )
+        raise ValueError(f"plots support x_dim = y_dim = 1 only, got x_dim={cfg.x_dim}, y_dim={cfg.y_dim}")
 
 
 @contextmanager
@@ -83,10 +82,17 @@ def _predicting(model: NeuralProcess, seed: int) -> Iterator[torch.device]:
         model.train(was_training)
 
 
-def plot_predictions(model: NeuralProcess, batch: Batch, path: str | Path, num_tasks: int = 4,
-                     num_samples: int = 10, grid_size: int = 200,
-                     x_range: tuple[float, float] | None = None, oracle: bool = True,
-                     seed: int = 0) -> Path:
+def plot_predictions(
+    model: NeuralProcess,
+    batch: Batch,
+    path: str | Path,
+    num_tasks: int = 4,
+    num_samples: int = 10,
+    grid_size: int = 200,
+    x_range: tuple[float, float] | None = None,
+    oracle: bool = True,
+    seed: int = 0,
+) -> Path:
     """One panel per task (the first ``num_tasks``): the predictive on a grid of ``grid_size``
     inputs over ``x_range`` (default: the batch's inputs padded by 10%), context and targets.
 
@@ -107,8 +113,7 @@ def plot_predictions(model: NeuralProcess, batch: Batch, path: str | Path, num_t
     with _predicting(model, seed) as device:
         xq = grid.to(device)[None, :, None].expand(n, -1, -1)  # [n, G, 1]
         mask_c = None if batch.mask_c is None else batch.mask_c[:n].to(device)
-        pred = model(batch.xc[:n].to(device), batch.yc[:n].to(device), xq,
-                     num_samples=num_samples, mask_c=mask_c)
+        pred = model(batch.xc[:n].to(device), batch.yc[:n].to(device), xq, num_samples=num_samples, mask_c=mask_c)
     marginal = mixture_over_samples(pred) if model.is_latent else pred  # batch [n, G]
     mean, std = marginal.mean[..., 0].cpu(), marginal.stddev[..., 0].cpu()  # [n, G]
     samples = pred.mean[..., 0].cpu()  # [S, n, G] for latent models
@@ -122,18 +127,25 @@ def plot_predictions(model: NeuralProcess, batch: Batch, path: str | Path, num_t
     for i, ax in enumerate(axes):
         if model.is_latent:
             for s in range(samples.shape[0]):
-                ax.plot(grid, samples[s, i], color="C0", lw=0.6, alpha=0.5,
-                        label="samples" if s == 0 else None)
+                ax.plot(grid, samples[s, i], color="C0", lw=0.6, alpha=0.5, label="samples" if s == 0 else None)
         _mean_and_band(ax, grid, mean[i], std[i], "C0", type(model).__name__)
         if truth is not None:
-            _mean_and_band(ax, grid, truth.mean[i].float(), truth.variance[i].sqrt().float(),
-                           "C3", "GP oracle", dashed=True)
+            _mean_and_band(
+                ax, grid, truth.mean[i].float(), truth.variance[i].sqrt().float(), "C3", "GP oracle", dashed=True
+            )
         keep_c = slice(None) if batch.mask_c is None else batch.mask_c[i].cpu()
         keep_t = slice(None) if batch.mask_t is None else batch.mask_t[i].cpu()
         xc, yc = batch.xc[i, keep_c, 0].cpu(), batch.yc[i, keep_c, 0].cpu()
         if batch.yt is not None:
-            ax.plot(batch.xt[i, keep_t, 0].cpu(), batch.yt[i, keep_t, 0].cpu(), "o", ms=3,
-                    mfc="none", mec="grey", label="targets")
+            ax.plot(
+                batch.xt[i, keep_t, 0].cpu(),
+                batch.yt[i, keep_t, 0].cpu(),
+                "o",
+                ms=3,
+                mfc="none",
+                mec="grey",
+                label="targets",
+            )
         ax.plot(xc, yc, "ko", ms=4, label="context")
         ax.set_title(f"task {i}: Nc = {xc.shape[0]}")
         ax.set_xlim(*x_range)
@@ -141,9 +153,14 @@ def plot_predictions(model: NeuralProcess, batch: Batch, path: str | Path, num_t
     return _save(fig, path)
 
 
-def plot_prior_samples(model: NeuralProcess, path: str | Path, num_samples: int = 8,
-                       x_range: tuple[float, float] = (-2, 2), grid_size: int = 200,
-                       seed: int = 0) -> Path:
+def plot_prior_samples(
+    model: NeuralProcess,
+    path: str | Path,
+    num_samples: int = 8,
+    x_range: tuple[float, float] = (-2, 2),
+    grid_size: int = 200,
+    seed: int = 0,
+) -> Path:
     """The predictive given an empty context (xc, yc of shape [1, 0, 1]), e.g. of an untrained
     model: ``num_samples`` function samples (one z each) for latent models, the mean and 2-sigma
     band for deterministic ones."""

@@ -32,33 +32,32 @@ def check_mask(name: str, mask: Tensor | None, points: Tensor) -> None:
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
         raise ValueError(f"{name} must be a bool tensor [batch, n_points]")
     if tuple(mask.shape) != tuple(points.shape[:2]):
-        raise ValueError(
-            f"{name} must have shape {tuple(points.shape[:2])} [batch, n_points], "
-            f"got {tuple(mask.shape)}"
-        )
+        raise ValueError(f"{name} must have shape {tuple(points.shape[:2])} [batch, n_points], got {tuple(mask.shape)}")
 
 
-def check_context(
-    xc: Tensor, yc: Tensor, xt: Tensor | None = None, mask_c: Tensor | None = None
-) -> None:
+def check_context(xc: Tensor, yc: Tensor, xt: Tensor | None = None, mask_c: Tensor | None = None) -> None:
     """Validate a model's inputs: xc [B, Nc, Dx], yc [B, Nc, Dy], xt [B, Nt, Dx]."""
     check_tensor("xc", xc)
     check_tensor("yc", yc)
     if yc.shape[:2] != xc.shape[:2]:
         raise ValueError(
-            f"xc and yc must agree in [batch, n_context], got {tuple(xc.shape[:2])} "
-            f"and {tuple(yc.shape[:2])}"
+            f"xc and yc must agree in [batch, n_context], got {tuple(xc.shape[:2])} and {tuple(yc.shape[:2])}"
         )
     check_mask("mask_c", mask_c, xc)
-    if xt is None:
-        return
-    check_tensor("xt", xt)
-    if xt.shape[0] != xc.shape[0]:
-        raise ValueError(
-            f"batch sizes differ: xc has {xc.shape[0]} tasks, xt has {xt.shape[0]}"
-        )
-    if xt.shape[-1] != xc.shape[-1]:
-        raise ValueError(f"x_dim differs: xc has {xc.shape[-1]}, xt has {xt.shape[-1]}")
+    others = {"yc": yc}
+    if xt is not None:
+        check_tensor("xt", xt)
+        if xt.shape[0] != xc.shape[0]:
+            raise ValueError(f"batch sizes differ: xc has {xc.shape[0]} tasks, xt has {xt.shape[0]}")
+        if xt.shape[-1] != xc.shape[-1]:
+            raise ValueError(f"x_dim differs: xc has {xc.shape[-1]}, xt has {xt.shape[-1]}")
+        others["xt"] = xt
+    for name, t in others.items():
+        if t.dtype != xc.dtype or t.device != xc.device:
+            raise ValueError(
+                f"{name} is {t.dtype} on {t.device} but xc is {xc.dtype} on {xc.device}; "
+                "move the whole task with Batch.to()"
+            )
 
 
 @dataclass
@@ -124,7 +123,7 @@ class Batch:
         """Mask of ``x``, or None when neither part is masked."""
         if self.mask_c is None and self.mask_t is None:
             return None
-        ones = lambda t: torch.ones(t.shape[:2], dtype=torch.bool, device=t.device)  # noqa: E731
+        ones = lambda t: torch.ones(t.shape[:2], dtype=torch.bool, device=t.device)
         mc = self.mask_c if self.mask_c is not None else ones(self.xc)
         mt = self.mask_t if self.mask_t is not None else ones(self.xt)
         return torch.cat([mc, mt], dim=1)

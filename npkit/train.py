@@ -22,8 +22,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from npkit.checkpoint import (
-    FORMAT, VERSION, CheckpointError, load_state, model_meta, read_json, read_tensors, save_model,
-    write_json, write_tensors,
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    load_state,
+    model_meta,
+    read_json,
+    read_tensors,
+    save_model,
+    write_json,
+    write_tensors,
 )
 from npkit.data.sampling import TaskSampler
 from npkit.models import NeuralProcess
@@ -58,8 +66,15 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for f in ("steps", "batch_size", "log_every", "eval_batches", "eval_samples", "checkpoint_every",
-                  "keep_checkpoints"):
+        for f in (
+            "steps",
+            "batch_size",
+            "log_every",
+            "eval_batches",
+            "eval_samples",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 1:
                 raise ValueError(f"{f} must be a positive integer, got {getattr(self, f)!r}")
         if self.schedule not in ("cosine", "constant"):
@@ -150,18 +165,34 @@ def _optimizer_state(tensors: dict[str, Tensor], groups: dict) -> dict:
     return {"state": state, "param_groups": groups["param_groups"]}
 
 
-def save_checkpoint(run_dir: Path, model: NeuralProcess, optimizer, scheduler, step: int,
-                    cfg: TrainConfig, extra: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    model: NeuralProcess,
+    optimizer,
+    scheduler,
+    step: int,
+    cfg: TrainConfig,
+    extra: dict[str, Any],
+    keep: int,
+) -> Path:
     """Write a complete checkpoint folder, then point ``latest.json`` at it; prune old ones."""
     root = run_dir / "checkpoints"
     folder = root / f"step-{step:08d}"
     save_model(model, folder)
     tensors, groups = _optimizer_tensors(optimizer)
     write_tensors(folder / "optimizer.safetensors", tensors)
-    write_json(folder / "state.json", {
-        "format": FORMAT, "version": VERSION, "step": step, "train": asdict(cfg),
-        "optimizer": groups, "scheduler": scheduler.state_dict() if scheduler else None, **extra,
-    })
+    write_json(
+        folder / "state.json",
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "step": step,
+            "train": asdict(cfg),
+            "optimizer": groups,
+            "scheduler": scheduler.state_dict() if scheduler else None,
+            **extra,
+        },
+    )
     write_json(root / "latest.json", {"format": FORMAT, "version": VERSION, "step": step, "path": folder.name})
     for old in sorted(root.glob("step-*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -226,8 +257,13 @@ def fit(
 
     checkpoint = latest_checkpoint(run_dir) if resume else None
     resume_step = int(read_json(checkpoint / "state.json")["step"]) if checkpoint else None
-    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy,
-                    precision=cfg.precision, loggers=_loggers(run_dir, resume_step))
+    fabric = Fabric(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        loggers=_loggers(run_dir, resume_step),
+    )
     fabric.launch()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scheduler = None
@@ -240,8 +276,13 @@ def fit(
     extra = {"objective": objective, "objective_options": objective_options, "data": repr(data)}
     history: list[dict[str, float]] = []
     running_ll = None
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True,
-               disable=not (cfg.progress and fabric.is_global_zero))
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        desc="train",
+        dynamic_ncols=True,
+        disable=not (cfg.progress and fabric.is_global_zero),
+    )
     for step in range(start, cfg.steps):
         generator = torch.Generator().manual_seed(step_seed(cfg.seed, step, fabric.global_rank))
         torch.manual_seed(step_seed(cfg.seed, step, fabric.global_rank) ^ 1)

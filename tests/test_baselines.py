@@ -19,12 +19,12 @@ def _t(*values: float) -> torch.Tensor:
 
 
 def test_gp_posterior_one_point_by_hand():
-    s, l, noise = 0.8, 0.3, 0.1
+    s, length, noise = 0.8, 0.3, 0.1
     x1, y1, x2 = 0.1, 0.5, 0.4
-    gp = TrueGP("rbf", _t(s), _t(l), None, noise)
+    gp = TrueGP("rbf", _t(s), _t(length), None, noise)
     post = gp_posterior(gp, _t(x1).view(1, 1, 1), _t(y1).view(1, 1, 1), _t(x2).view(1, 1, 1))
     k11 = k22 = s**2
-    k12 = s**2 * math.exp(-((x2 - x1) ** 2) / (2 * l**2))
+    k12 = s**2 * math.exp(-((x2 - x1) ** 2) / (2 * length**2))
     s2 = noise**2
     assert post.mean.item() == pytest.approx(k12 / (k11 + s2) * y1, rel=1e-12)
     assert post.variance.item() == pytest.approx(k22 + s2 - k12**2 / (k11 + s2), rel=1e-12)
@@ -43,11 +43,10 @@ def test_gp_posterior_per_task_noise_tensor():
     g = torch.Generator().manual_seed(0)
     batch = make_sampler("gp1d").sample(3, generator=g)
     noise = _t(0.02, 0.1, 0.5)
-    joint = gp_posterior(TrueGP("rbf", batch.gp.scale, batch.gp.length, None, noise),
-                         batch.xc, batch.yc, batch.xt)
+    joint = gp_posterior(TrueGP("rbf", batch.gp.scale, batch.gp.length, None, noise), batch.xc, batch.yc, batch.xt)
     for i in range(3):
-        one = TrueGP("rbf", batch.gp.scale[i:i + 1], batch.gp.length[i:i + 1], None, float(noise[i]))
-        ref = gp_posterior(one, batch.xc[i:i + 1], batch.yc[i:i + 1], batch.xt[i:i + 1])
+        one = TrueGP("rbf", batch.gp.scale[i : i + 1], batch.gp.length[i : i + 1], None, float(noise[i]))
+        ref = gp_posterior(one, batch.xc[i : i + 1], batch.yc[i : i + 1], batch.xt[i : i + 1])
         torch.testing.assert_close(joint.mean[i], ref.mean[0])
         torch.testing.assert_close(joint.covariance_matrix[i], ref.covariance_matrix[0])
 
@@ -93,8 +92,15 @@ def test_gpytorch_kernels_match_npkit_kernels(kernel):
 
 
 def test_fit_gp_recovers_length_scale():
-    sampler = GPSampler(kernel="rbf", length=(0.3, 0.3), scale=(1.0, 1.0), noise_std=0.02,
-                        num_context=(49, 49), num_target=(1, 1), max_points=None)
+    sampler = GPSampler(
+        kernel="rbf",
+        length=(0.3, 0.3),
+        scale=(1.0, 1.0),
+        noise_std=0.02,
+        num_context=(49, 49),
+        num_target=(1, 1),
+        max_points=None,
+    )
     batch = sampler.sample(8, generator=torch.Generator().manual_seed(0))
     fit = fit_gp(batch.xc, batch.yc, kernel="rbf", steps=100)
     assert fit.length.shape == fit.scale.shape == fit.noise_std.shape == (8,)

@@ -31,10 +31,41 @@ def test_every_preset_loads_and_builds():
 
 def test_train_eval_plot_write_the_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "quickstart", "--run-dir", str(run), "--set", "train.steps=30",
-                 "--set", "train.eval_every=15", "--set", "train.progress=false", *TINY]) == 0
-    assert main(["eval", str(run), "--cache-dir", str(tmp_path / "cache"), "--set", "eval.num_batches=2",
-                 "--set", "eval.fit_steps=5", "--set", "eval.kernels=[rbf]"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "quickstart",
+                "--run-dir",
+                str(run),
+                "--set",
+                "train.steps=30",
+                "--set",
+                "train.eval_every=15",
+                "--set",
+                "train.progress=false",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--set",
+                "eval.num_batches=2",
+                "--set",
+                "eval.fit_steps=5",
+                "--set",
+                "eval.kernels=[rbf]",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "GP oracle [rbf]" in printed and "GP fitted [rbf]" in printed
     metrics = json.loads((run / "metrics.json").read_text())["results"]
@@ -45,14 +76,17 @@ def test_train_eval_plot_write_the_run_folder(tmp_path, capsys):
     assert figures == ["predictions-rbf.png", "prior-trained.png", "prior-untrained.png", "training-curves.png"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "no-such-preset", "--run-dir", "X"], "no config file or preset named 'no-such-preset'"),
-    (["train", "quickstart", "--run-dir", "X", "--set", "steps=3"], "--set expects section.key=value"),
-    (["train", "quickstart", "--run-dir", "X", "--set", "model.name=gpt"], "unknown model 'gpt'"),
-    (["train", "quickstart", "--run-dir", "X", "--set", "data.kernel=cosine"], "unknown kernel 'cosine'"),
-    (["train", "quickstart", "--run-dir", "X", "--set", "train.stepz=3"], "unknown train option"),
-    (["eval", "X"], "not an npkit run folder"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "no-such-preset", "--run-dir", "X"], "no config file or preset named 'no-such-preset'"),
+        (["train", "quickstart", "--run-dir", "X", "--set", "steps=3"], "--set expects section.key=value"),
+        (["train", "quickstart", "--run-dir", "X", "--set", "model.name=gpt"], "unknown model 'gpt'"),
+        (["train", "quickstart", "--run-dir", "X", "--set", "data.kernel=cosine"], "unknown kernel 'cosine'"),
+        (["train", "quickstart", "--run-dir", "X", "--set", "train.stepz=3"], "unknown train option"),
+        (["eval", "X"], "not an npkit run folder"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_clear_message(tmp_path, capsys, argv, message):
     argv = [str(tmp_path / a) if a == "X" else a for a in argv]
     assert main(argv) == 2
@@ -60,21 +94,48 @@ def test_bad_arguments_exit_2_with_a_clear_message(tmp_path, capsys, argv, messa
 
 
 def test_overrides_parse_yaml_values():
-    config = apply_overrides(load_config("quickstart"), ["train.lr=1e-3", "eval.kernels=[rbf, periodic]",
-                                                         "train.grad_clip=null"])
+    config = apply_overrides(
+        load_config("quickstart"),
+        ["train.lr=1e-3", "eval.kernels=[rbf, periodic]", "train.grad_clip=0.5", "train.grad_clip=null"],
+    )
     assert config["train"]["lr"] == 1e-3 and config["eval"]["kernels"] == ["rbf", "periodic"]
-    assert config["train"]["grad_clip"] is None
+    assert "grad_clip" not in config["train"]
+
+
+def test_null_override_restores_the_default():
+    config = apply_overrides(
+        load_config("quickstart"), ["model.name=cnp", "objective.name=auto", "objective.num_samples=null"]
+    )
+    assert config["objective"] == {"name": "auto"}
 
 
 def test_training_killed_mid_run_resumes_to_the_same_model(tmp_path):
-    steps = ["--set", "train.steps=400", "--set", "train.checkpoint_every=20", "--set", "train.progress=false",
-             "--set", "train.eval_every=null", *TINY]
+    steps = [
+        "--set",
+        "train.steps=400",
+        "--set",
+        "train.checkpoint_every=20",
+        "--set",
+        "train.progress=false",
+        "--set",
+        "train.eval_every=null",
+        *TINY,
+    ]
     cli = [sys.executable, "-m", "npkit.cli", "train"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*cli, "quickstart", "--run-dir", str(tmp_path / "straight"), *steps], check=True, env=env,
-                   capture_output=True, timeout=300)
-    killed = subprocess.Popen([*cli, "quickstart", "--run-dir", str(tmp_path / "killed"), *steps], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [*cli, "quickstart", "--run-dir", str(tmp_path / "straight"), *steps],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    killed = subprocess.Popen(
+        [*cli, "quickstart", "--run-dir", str(tmp_path / "killed"), *steps],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     pointer = tmp_path / "killed" / "checkpoints" / "latest.json"
     deadline = time.time() + 120
     while time.time() < deadline and not (pointer.exists() and json.loads(pointer.read_text())["step"] >= 60):
@@ -82,7 +143,8 @@ def test_training_killed_mid_run_resumes_to_the_same_model(tmp_path):
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert not (tmp_path / "killed" / "model").exists(), "the run finished before it could be killed"
-    subprocess.run([*cli, "--resume", "--run-dir", str(tmp_path / "killed")], check=True, env=env,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*cli, "--resume", "--run-dir", str(tmp_path / "killed")], check=True, env=env, capture_output=True, timeout=300
+    )
     a, b = load_model(tmp_path / "straight" / "model"), load_model(tmp_path / "killed" / "model")
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))

@@ -62,8 +62,11 @@ def test_make_eval_set_is_deterministic():
 def test_save_load_round_trip(tmp_path, batches):
     periodic = make_eval_set(make_sampler("gp1d", kernel="periodic"), 2, 3, seed=0)
     empty = make_eval_set(GPSampler(num_context=(0, 0)), 1, 3, seed=0)
-    masked = replace(batches[0], mask_t=torch.rand(batches[0].xt.shape[:2]) > 0.3,
-                     gp=replace(batches[0].gp, noise_std=torch.full((8,), 0.05, dtype=torch.float64)))
+    masked = replace(
+        batches[0],
+        mask_t=torch.rand(batches[0].xt.shape[:2]) > 0.3,
+        gp=replace(batches[0].gp, noise_std=torch.full((8,), 0.05, dtype=torch.float64)),
+    )
     everything = [*batches, *periodic, *empty, masked]
     save_eval_set(everything, tmp_path / "set.safetensors")
     assert (tmp_path / "set.json").exists()
@@ -103,7 +106,7 @@ def test_latent_tar_ll_is_the_mixture_log_likelihood(batches):
     with torch.no_grad():
         pred = model(batch.xc, batch.yc, batch.x, num_samples=7)
         ll = mixture_over_samples(pred).log_prob(batch.y)  # [B, Nc + Nt]
-        ll_s = pred.log_prob(batch.y)[:, :, batch.num_context:].sum(-1)  # [S, B]
+        ll_s = pred.log_prob(batch.y)[:, :, batch.num_context :].sum(-1)  # [S, B]
     nc, nt = batch.num_context, batch.num_target
     assert result["ctx_ll"] == pytest.approx(ll[:, :nc].mean().item(), abs=1e-5)
     assert result["tar_ll"] == pytest.approx(ll[:, nc:].mean().item(), abs=1e-5)

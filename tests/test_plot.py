@@ -36,8 +36,7 @@ def write_csv(path: Path, text: str) -> Path:
 def test_plot_predictions(model, batch, tmp_path):
     model.train()
     rng = torch.get_rng_state()
-    out = plot_predictions(model, batch, tmp_path / "sub" / "pred.png", num_tasks=2, num_samples=4,
-                           grid_size=50)
+    out = plot_predictions(model, batch, tmp_path / "sub" / "pred.png", num_tasks=2, num_samples=4, grid_size=50)
     assert out == tmp_path / "sub" / "pred.png"
     check_png(out, width=800, height=300)
     assert torch.equal(torch.get_rng_state(), rng)  # the caller's RNG is untouched
@@ -45,8 +44,9 @@ def test_plot_predictions(model, batch, tmp_path):
 
 
 def test_plot_predictions_more_tasks_than_batch_without_oracle(model, batch, tmp_path):
-    out = plot_predictions(model, batch, tmp_path / "pred.png", num_tasks=5, grid_size=20,
-                           x_range=(-3, 3), oracle=False)
+    out = plot_predictions(
+        model, batch, tmp_path / "pred.png", num_tasks=5, grid_size=20, x_range=(-3, 3), oracle=False
+    )
     check_png(out, width=1200, height=300)
 
 
@@ -64,15 +64,18 @@ def test_plots_reject_non_1d_models(batch, tmp_path):
 
 
 def test_read_metrics_keeps_last_value_per_step_and_skips_empty_cells(tmp_path):
-    csv_path = write_csv(tmp_path / "metrics.csv", (
-        "step,train/loss,eval/tar_ll,lr,phase\n"
-        "0,2.0,,0.1,train\n"
-        "10,1.5,,0.1,train\n"
-        "20,1.0,-0.5,0.05,eval\n"
-        "10,1.25,,0.1,train\n"  # a resumed run re-logs step 10
-        "20,0.75,,0.05,train\n"
-        "30,,-0.25,,\n"
-    ))
+    csv_path = write_csv(
+        tmp_path / "metrics.csv",
+        (
+            "step,train/loss,eval/tar_ll,lr,phase\n"
+            "0,2.0,,0.1,train\n"
+            "10,1.5,,0.1,train\n"
+            "20,1.0,-0.5,0.05,eval\n"
+            "10,1.25,,0.1,train\n"  # a resumed run re-logs step 10
+            "20,0.75,,0.05,train\n"
+            "30,,-0.25,,\n"
+        ),
+    )
     assert read_metrics(csv_path) == {
         "train/loss": ([0, 10, 20], [2.0, 1.25, 0.75]),
         "eval/tar_ll": ([20, 30], [-0.5, -0.25]),
@@ -81,20 +84,23 @@ def test_read_metrics_keeps_last_value_per_step_and_skips_empty_cells(tmp_path):
 
 
 def test_plot_training_curves(tmp_path):
-    csv_path = write_csv(tmp_path / "metrics.csv", (
-        "step,train/loss,train/log_lik,eval/tar_ll,lr\n"
-        "1,2.0,-2.0,,0.001\n2,1.0,-1.0,,0.001\n2,0.9,-0.9,0.3,0.001\n"
-    ))
+    csv_path = write_csv(
+        tmp_path / "metrics.csv",
+        ("step,train/loss,train/log_lik,eval/tar_ll,lr\n1,2.0,-2.0,,0.001\n2,1.0,-1.0,,0.001\n2,0.9,-0.9,0.3,0.001\n"),
+    )
     out = plot_training_curves(csv_path, tmp_path / "curves.png")
     check_png(out, width=1200, height=600)  # 4 panels in rows of 3
 
 
-@pytest.mark.parametrize("text, message", [
-    ("epoch,loss\n0,1.0\n", "no 'step' column"),
-    ("step,loss\n", "no rows"),
-    ("step,phase\n0,train\n", "no numeric metric"),
-    ("step,loss\nfirst,1.0\n", "not a number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("epoch,loss\n0,1.0\n", "no 'step' column"),
+        ("step,loss\n", "no rows"),
+        ("step,phase\n0,train\n", "no numeric metric"),
+        ("step,loss\nfirst,1.0\n", "not a number"),
+    ],
+)
 def test_plot_training_curves_rejects_bad_csv(tmp_path, text, message):
     csv_path = write_csv(tmp_path / "metrics.csv", text)
     with pytest.raises(ValueError, match=message):

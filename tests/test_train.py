@@ -39,8 +39,14 @@ def test_fit_is_deterministic_for_a_seed():
 
 
 def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
-    options = dict(log_every=2, checkpoint_every=4, schedule_steps=12, progress=False, grad_clip=1.0,
-                   objective_options={"num_samples": 2})
+    options = dict(
+        log_every=2,
+        checkpoint_every=4,
+        schedule_steps=12,
+        progress=False,
+        grad_clip=1.0,
+        objective_options={"num_samples": 2},
+    )
     straight = small()
     fit(straight, make_sampler("gp1d"), steps=12, run_dir=tmp_path / "a", **options)
     interrupted = small()
@@ -56,8 +62,18 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
 
 def test_run_folder_holds_logs_checkpoints_and_final_model(tmp_path):
     model = small()
-    fit(model, make_sampler("gp1d"), steps=6, checkpoint_every=2, keep_checkpoints=2, eval_every=3,
-        eval_batches=2, log_every=3, run_dir=tmp_path, progress=False)
+    fit(
+        model,
+        make_sampler("gp1d"),
+        steps=6,
+        checkpoint_every=2,
+        keep_checkpoints=2,
+        eval_every=3,
+        eval_batches=2,
+        log_every=3,
+        run_dir=tmp_path,
+        progress=False,
+    )
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-00000004", "step-00000006"]
     assert latest_checkpoint(tmp_path).name == "step-00000006"
     assert params_equal(load_model(tmp_path / "model"), model)

@@ -65,8 +65,8 @@ class _BatchGP(gpytorch.models.ExactGP):
 
 def _covar_module(kernel: str, batch_shape: torch.Size):
     """ScaleKernel over the GPyTorch kernel matching npkit's ``kernel`` (see ``npkit.data.gp``)."""
-    rbf = lambda: gpytorch.kernels.RBFKernel(batch_shape=batch_shape)  # noqa: E731
-    periodic = lambda: gpytorch.kernels.PeriodicKernel(batch_shape=batch_shape)  # noqa: E731
+    rbf = lambda: gpytorch.kernels.RBFKernel(batch_shape=batch_shape)
+    periodic = lambda: gpytorch.kernels.PeriodicKernel(batch_shape=batch_shape)
     if kernel == "rbf":
         base = rbf()
     elif kernel == "matern52":
@@ -87,7 +87,7 @@ def _covar_module(kernel: str, batch_shape: torch.Size):
 
 def _to_true_gp(kernel: str, covar, likelihood) -> TrueGP:
     """Read npkit hyper-parameters [B] (float64, detached) off a fitted ScaleKernel + likelihood."""
-    flat = lambda t: t.detach().reshape(-1).to(torch.float64)  # noqa: E731
+    flat = lambda t: t.detach().reshape(-1).to(torch.float64)
     base = covar.base_kernel
     scale = flat(covar.outputscale).sqrt()
     noise_std = flat(likelihood.noise).sqrt()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields, replace
-from typing import Callable
 
 from npkit.data.functions import FivePointSine, SawtoothSampler, SineSampler
 from npkit.data.gp import KERNELS, GPSampler, TrueGP, gp1d, gp1d_nps
@@ -26,6 +26,8 @@ def make_sampler(name: str, kernel: str | None = None, **overrides) -> TaskSampl
     """
     if name not in PRESETS:
         raise ValueError(f"unknown data preset {name!r}; expected one of {sorted(PRESETS)}")
+    if kernel is not None and name not in ("gp", "gp1d", "gp1d-nps"):
+        raise ValueError(f"data preset {name!r} has no kernel; kernels apply to gp, gp1d and gp1d-nps")
     sampler = PRESETS[name](kernel=kernel) if kernel is not None else PRESETS[name]()
     known = {f.name for f in fields(sampler)}
     unknown = set(overrides) - known
@@ -36,6 +38,16 @@ def make_sampler(name: str, kernel: str | None = None, **overrides) -> TaskSampl
 
 
 __all__ = [
-    "KERNELS", "PRESETS", "FivePointSine", "FunctionSampler", "GPSampler", "SawtoothSampler",
-    "SineSampler", "TaskSampler", "TrueGP", "gp1d", "gp1d_nps", "make_sampler",
+    "KERNELS",
+    "PRESETS",
+    "FivePointSine",
+    "FunctionSampler",
+    "GPSampler",
+    "SawtoothSampler",
+    "SineSampler",
+    "TaskSampler",
+    "TrueGP",
+    "gp1d",
+    "gp1d_nps",
+    "make_sampler",
 ]

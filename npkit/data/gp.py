@@ -74,7 +74,7 @@ class TrueGP:
         return _col(self.scale.to(d)) ** 2 * KERNELS[self.kernel](d, self.length.to(d), period)
 
     def to(self, device: torch.device | str) -> TrueGP:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        move = lambda t: None if t is None else t.to(device)
         return TrueGP(self.kernel, move(self.scale), move(self.length), move(self.period), self.noise_std)
 
 
@@ -113,8 +113,8 @@ class GPSampler(FunctionSampler):
         gp = self.draw_gp(x.shape[0], generator)
         cov = gp.covariance(x, x)
         jitter = max(self.noise_std**2, 1e-8)
-        chol = torch.linalg.cholesky(cov + jitter * torch.eye(x.shape[1], dtype=x.dtype))
-        eps = torch.randn(x.shape[:2] + (1,), generator=generator, dtype=x.dtype)
+        chol = torch.linalg.cholesky(cov + jitter * torch.eye(x.shape[1], dtype=x.dtype, device=x.device))
+        eps = torch.randn(x.shape[:2] + (1,), generator=generator, dtype=x.dtype).to(x.device)
         return chol @ eps, gp
 
 
@@ -131,6 +131,13 @@ def gp1d_nps(kernel: str = "rbf") -> GPSampler:
     if kernel not in allowed:
         raise ValueError(f"gp1d-nps kernel must be one of {sorted(allowed)}, got {kernel!r}")
     length = (0.5, 0.5) if kernel == "weakly_periodic" else (0.25, 0.25)
-    return GPSampler(kernel=kernel, scale=(1.0, 1.0), length=length, period=(0.25, 0.25),
-                     noise_std=math.sqrt(0.05), num_context=(0, 30), num_target=(50, 50),
-                     max_points=None)
+    return GPSampler(
+        kernel=kernel,
+        scale=(1.0, 1.0),
+        length=length,
+        period=(0.25, 0.25),
+        noise_std=math.sqrt(0.05),
+        num_context=(0, 30),
+        num_target=(50, 50),
+        max_points=None,
+    )

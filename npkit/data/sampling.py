@@ -50,9 +50,7 @@ class FunctionSampler(ABC):
         if not 1 <= lo_t <= hi_t:
             raise ValueError(f"num_target must satisfy 1 <= low <= high, got {self.num_target}")
         if self.max_points is not None and hi_c + lo_t > self.max_points:
-            raise ValueError(
-                f"max_points={self.max_points} is below num_context[1] + num_target[0] = {hi_c + lo_t}"
-            )
+            raise ValueError(f"max_points={self.max_points} is below num_context[1] + num_target[0] = {hi_c + lo_t}")
         if not self.x_range[0] < self.x_range[1]:
             raise ValueError(f"x_range must be (low, high) with low < high, got {self.x_range}")
 

@@ -18,5 +18,14 @@ def build_model(name: str, **options) -> NeuralProcess:
     return MODELS[name](**options)
 
 
-__all__ = ["ANP", "CNP", "MODELS", "NP", "LatentCNP", "ModelConfig", "NeuralProcess",
-           "build_model", "mixture_over_samples"]
+__all__ = [
+    "ANP",
+    "CNP",
+    "MODELS",
+    "NP",
+    "LatentCNP",
+    "ModelConfig",
+    "NeuralProcess",
+    "build_model",
+    "mixture_over_samples",
+]

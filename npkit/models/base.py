@@ -49,8 +49,17 @@ class ModelConfig:
     num_samples: int = 1
 
     def __post_init__(self) -> None:
-        for f in ("x_dim", "y_dim", "hidden_dim", "r_dim", "z_dim", "encoder_layers",
-                  "decoder_layers", "num_heads", "num_samples"):
+        for f in (
+            "x_dim",
+            "y_dim",
+            "hidden_dim",
+            "r_dim",
+            "z_dim",
+            "encoder_layers",
+            "decoder_layers",
+            "num_heads",
+            "num_samples",
+        ):
             value = getattr(self, f)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{f} must be a positive integer, got {value!r}")
@@ -207,7 +216,8 @@ class NeuralProcess(nn.Module):
             samples = num_samples or self.config.num_samples
             z = self.latent(xc, yc, mask_c).rsample((samples,))
         elif z.dim() != 3 or z.shape[1:] != (xt.shape[0], self.config.z_dim):
-            raise ValueError(f"z must have shape [num_samples, {xt.shape[0]}, {self.config.z_dim}], got {tuple(z.shape)}")
+            expected = f"[num_samples, {xt.shape[0]}, {self.config.z_dim}]"
+            raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
         s, nt = z.shape[0], xt.shape[1]
         parts = [p.unsqueeze(0).expand(s, -1, -1, -1) for p in parts]
         parts.append(z.unsqueeze(2).expand(-1, -1, nt, -1))
