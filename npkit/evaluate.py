@@ -126,9 +126,10 @@ def cached_eval_set(
     num_batches: int,
     batch_size: int,
     seed: int,
-    cache_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
 ) -> list[Batch]:
-    """``make_eval_set(make_sampler(sampler_name, kernel=kernel), ...)``, cached in ``cache_dir``.
+    """``make_eval_set(make_sampler(sampler_name, kernel=kernel), ...)``, cached in ``cache_dir``
+    (default: ``$NPKIT_CACHE``, else ``~/.cache/npkit``).
 
     The file name holds every argument and a hash of the sampler's full settings, so a changed
     preset never reuses a stale set. ``kernel=None`` uses the preset's default kernel.
@@ -136,6 +137,8 @@ def cached_eval_set(
     sampler = make_sampler(sampler_name, kernel=kernel)
     digest = hashlib.sha256(repr(sampler).encode()).hexdigest()[:10]
     name = f"{sampler_name}_{kernel or 'default'}_{num_batches}x{batch_size}_seed{seed}_{digest}.safetensors"
+    if cache_dir is None:
+        cache_dir = os.environ.get("NPKIT_CACHE") or Path.home() / ".cache" / "npkit"
     path = Path(cache_dir) / name
     if path.exists() and _sidecar(path).exists():
         return load_eval_set(path)

@@ -84,6 +84,12 @@ def test_cached_eval_set_writes_then_reads(tmp_path):
     assert len(list(tmp_path.iterdir())) == 4
 
 
+def test_cached_eval_set_defaults_to_npkit_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NPKIT_CACHE", str(tmp_path / "env-cache"))
+    cached_eval_set("gp1d", "rbf", 1, 2, seed=0)
+    assert len(list((tmp_path / "env-cache").iterdir())) == 2
+
+
 @pytest.mark.parametrize("name", ["cnp", "np"])
 def test_evaluate_tiny_models(name, batches):
     model = _tiny(name)
