@@ -13,7 +13,7 @@ import importlib.util
 import math
 import shutil
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from npkit.checkpoint import (
     write_json,
     write_tensors,
 )
+from npkit.config import from_options
 from npkit.data.sampling import TaskSampler
 from npkit.models import NeuralProcess
 from npkit.objectives import LossOutput, Objective, get_objective
@@ -86,11 +87,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown train option(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**values)
+        return from_options(cls, values, "train")
 
 
 class LossModule(nn.Module):

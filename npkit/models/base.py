@@ -10,7 +10,7 @@ Models never know how they are trained: losses live in ``npkit.objectives``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
+from npkit.config import from_options
 from npkit.nn import SelfAttention, init_weights, masked_mean, mlp
 from npkit.nn.attention import MultiheadAttention
 from npkit.nn.init import INITS
@@ -75,11 +76,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown model option(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**values)
+        return from_options(cls, values, "model")
 
     def to_dict(self) -> dict:
         return asdict(self)
