@@ -235,6 +235,7 @@ def evaluate(model, batches: list[Batch], num_samples: int = 50, progress: bool 
     targets. ``mask_c`` is passed to the model; points masked out by ``mask_t`` are not scored.
     """
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     per_batch = []
     try:
@@ -242,6 +243,7 @@ def evaluate(model, batches: list[Batch], num_samples: int = 50, progress: bool 
             for batch in tqdm(batches, desc="evaluate", disable=not progress):
                 if batch.yt is None:
                     raise ValueError("evaluation needs target outputs yt")
+                batch = batch.to(device)
                 pred = model(batch.xc, batch.yc, batch.x, num_samples=num_samples, mask_c=batch.mask_c)
                 loc, scale = pred.base_dist.loc, pred.base_dist.scale
                 if not model.is_latent:

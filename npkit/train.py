@@ -45,7 +45,9 @@ TRAJECTORY = ("batch_size", "lr", "schedule", "schedule_steps", "grad_clip", "se
 
 @dataclass
 class TrainConfig:
-    """Loop settings. ``schedule_steps`` is the cosine horizon (default: ``steps``)."""
+    """Loop settings. ``schedule_steps`` is the cosine horizon (default: ``steps``).
+    ``accelerator``, ``devices``, ``strategy`` and ``precision`` go to Lightning Fabric: "auto"
+    uses a GPU when one is present, else the CPU; ``devices=2, strategy="ddp"`` runs DDP."""
 
     steps: int = 1000
     batch_size: int = 16
@@ -60,7 +62,7 @@ class TrainConfig:
     eval_samples: int = 16
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
-    accelerator: str = "cpu"
+    accelerator: str = "auto"
     devices: int | str = 1
     strategy: str = "auto"
     precision: str = "32-true"

@@ -82,6 +82,11 @@ class ModelConfig:
         return asdict(self)
 
 
+def at_least_float32(t: Tensor) -> Tensor:
+    """Distribution parameters in float32 or wider, also under bf16/fp16 autocast."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 class MeanEncoder(nn.Module):
     """r = mean_i MLP([x_i, y_i]): one representation for every target, [B, Nt, r_dim]."""
 
@@ -126,7 +131,7 @@ class LatentEncoder(nn.Module):
         h = self.net(torch.cat([xc, yc], -1))
         if self.self_attention is not None:
             h = self.self_attention(h, mask)
-        mu, raw = self.head(masked_mean(h, mask)).chunk(2, dim=-1)
+        mu, raw = at_least_float32(self.head(masked_mean(h, mask))).chunk(2, dim=-1)
         sigma = self.min_sigma + (1 - self.min_sigma) * torch.sigmoid(raw)
         return Independent(Normal(mu, sigma), 1)
 
@@ -142,7 +147,7 @@ class GaussianDecoder(nn.Module):
         self.net = mlp(in_dim, cfg.hidden_dim, out, cfg.decoder_layers)
 
     def forward(self, h: Tensor) -> Distribution:
-        out = self.net(h)
+        out = at_least_float32(self.net(h))
         if self.fixed_sigma is not None:
             return Independent(Normal(out, torch.full_like(out, self.fixed_sigma)), 1)
         mu, raw = out.chunk(2, dim=-1)
