@@ -121,3 +121,9 @@ def test_bf16_mixed_precision_trains_with_float32_likelihoods():
     for row in history:  # a likelihood computed in bf16 would be exactly representable in bf16
         loss = torch.tensor(row["train/loss"])
         assert loss.to(torch.bfloat16).float() != loss
+
+
+def test_tensorboard_events_are_written_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    fit(small("cnp"), make_sampler("gp1d"), steps=4, log_every=2, run_dir=tmp_path, progress=False)
+    assert list((tmp_path / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
