@@ -34,6 +34,7 @@ from tqdm import tqdm
 from npkit.baselines.gp import fitted_gp, oracle
 from npkit.data import make_sampler
 from npkit.data.gp import TrueGP
+from npkit.models.base import check_num_samples
 from npkit.tasks import Batch
 
 METRICS = ("ctx_ll", "tar_ll", "tar_ll_joint", "mse", "coverage95", "tar_ll_se", "num_tasks")
@@ -234,6 +235,7 @@ def evaluate(model, batches: list[Batch], num_samples: int = 50, progress: bool 
     ``num_samples`` z for latent models; the first Nc outputs score the context, the rest the
     targets. ``mask_c`` is passed to the model; points masked out by ``mask_t`` are not scored.
     """
+    check_num_samples(num_samples)
     was_training = model.training
     device = next(model.parameters()).device
     model.eval()

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from npkit.models.base import NeuralProcess
+from npkit.models.base import NeuralProcess, check_num_samples
 from npkit.tasks import Batch
 
 
@@ -89,6 +89,7 @@ def elbo(
         raise ValueError(f"prior must be 'conditional' or 'fixed', got {prior!r}")
     if beta < 0 or free_bits < 0:
         raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
+    check_num_samples(num_samples)
     x, y, mask, n = _scored(batch, include_context)
     q = model.posterior(batch.x, batch.y, batch.mask)
     p = model.posterior(batch.xc, batch.yc, batch.mask_c) if prior == "conditional" else standard_normal_like(q)
@@ -112,6 +113,7 @@ def iwae(
     _check_model(model, "iwae")
     if proposal not in ("posterior", "context"):
         raise ValueError(f"proposal must be 'posterior' or 'context', got {proposal!r}")
+    check_num_samples(num_samples)
     x, y, mask, n = _scored(batch, include_context)
     p = model.posterior(batch.xc, batch.yc, batch.mask_c)
     q = p if proposal == "context" else model.posterior(batch.x, batch.y, batch.mask)

@@ -524,3 +524,11 @@ def test_mixture_over_samples_mean_is_the_mean_of_sample_means(name):
     torch.manual_seed(2)
     pred = model(xc, yc, xt, num_samples=7)
     assert close(mixture_over_samples(pred).mean, pred.mean.mean(0), atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_num_samples_is_reported(bad):
+    model = build_model("np", hidden_dim=8, r_dim=8, z_dim=4)
+    x = torch.zeros(2, 3, 1)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        model(x, x, x, num_samples=bad)

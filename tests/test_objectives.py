@@ -389,3 +389,10 @@ def test_elbo_free_bits_floor_is_per_task_on_ragged_batches():
     out = elbo(model, Batch(batch.xc, batch.yc, batch.xt, batch.yt, mask_t=mask_t), free_bits=100.0)
     n = torch.tensor([NC + NT, NC + 2], dtype=torch.float64)
     assert out.loss.item() == pytest.approx(-out.log_lik.item() + 4 * 100.0 * n.reciprocal().mean().item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwae", "ml"])
+def test_objectives_reject_zero_samples(objective):
+    model, batch = make("np"), gp_batch()
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        get_objective(objective, model, num_samples=0)(model, batch)

@@ -82,6 +82,13 @@ class ModelConfig:
         return asdict(self)
 
 
+def check_num_samples(num_samples: int) -> int:
+    """num_samples must be a positive integer (bool excluded)."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    return num_samples
+
+
 def at_least_float32(t: Tensor) -> Tensor:
     """Distribution parameters in float32 or wider, also under bf16/fp16 autocast."""
     return t.to(torch.promote_types(t.dtype, torch.float32))
@@ -215,7 +222,7 @@ class NeuralProcess(nn.Module):
         if self.latent is None:
             return self.decoder(torch.cat(parts, -1))
         if z is None:
-            samples = num_samples or self.config.num_samples
+            samples = check_num_samples(self.config.num_samples if num_samples is None else num_samples)
             z = self.latent(xc, yc, mask_c).rsample((samples,))
         elif z.dim() != 3 or z.shape[1:] != (xt.shape[0], self.config.z_dim):
             expected = f"[num_samples, {xt.shape[0]}, {self.config.z_dim}]"
