@@ -76,7 +76,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     model = build_model(name, **model_options)
     objective, objective_options = split_section(config["objective"])
     fit(model, _sampler(config), objective, objective_options, run_dir=run_dir, resume=args.resume, **config["train"])
-    print(f"trained {name}: {sum(p.numel() for p in model.parameters()):,} parameters -> {run_dir / 'model'}")
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # one line, also under DDP
+        print(f"trained {name}: {sum(p.numel() for p in model.parameters()):,} parameters -> {run_dir / 'model'}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
