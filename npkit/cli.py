@@ -139,8 +139,10 @@ def cmd_plot(args: argparse.Namespace) -> None:
         )
     torch.manual_seed(config["train"].get("seed", 0))
     name, options = split_section(config["model"])
-    written.append(plot_prior_samples(build_model(name, **options), out / "prior-untrained.png", seed=pl["seed"]))
-    written.append(plot_prior_samples(model, out / "prior-trained.png", seed=pl["seed"]))
+    x_range = getattr(_sampler(config), "x_range", (-2.0, 2.0))
+    untrained = build_model(name, **options)
+    for prior_model, file in ((untrained, "prior-untrained.png"), (model, "prior-trained.png")):
+        written.append(plot_prior_samples(prior_model, out / file, x_range=x_range, seed=pl["seed"]))
     if metrics_csv(run_dir).is_file():
         written.append(plot_training_curves(metrics_csv(run_dir), out / "training-curves.png"))
     for path in written:
