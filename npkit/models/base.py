@@ -144,7 +144,12 @@ class LatentEncoder(nn.Module):
 
 
 class GaussianDecoder(nn.Module):
-    """p(y | x, r, z) = N(mu, sigma) from MLP([x, r, z]); leading sample dims broadcast."""
+    """p(y | x, r, z) = N(mu, sigma) from MLP([x, r, z]).
+
+    h [B, N, D] holds the per-point inputs [x, r]; z [S, B, z_dim] the per-task latent samples.
+    The first layer is applied as W_h h + W_z z + b, so the per-point part is computed once
+    rather than once per sample (same parameters as one Linear on the concatenation).
+    """
 
     def __init__(self, cfg: ModelConfig, in_dim: int) -> None:
         super().__init__()
@@ -153,8 +158,15 @@ class GaussianDecoder(nn.Module):
         out = cfg.y_dim if cfg.fixed_sigma is not None else 2 * cfg.y_dim
         self.net = mlp(in_dim, cfg.hidden_dim, out, cfg.decoder_layers)
 
-    def forward(self, h: Tensor) -> Distribution:
-        out = at_least_float32(self.net(h))
+    def forward(self, h: Tensor, z: Tensor | None = None) -> Distribution:
+        if z is None:
+            out = self.net(h)
+        else:
+            first, d = self.net[0], h.shape[-1]
+            per_point = F.linear(h, first.weight[:, :d], first.bias)  # [B, N, H]
+            per_sample = F.linear(z, first.weight[:, d:])  # [S, B, H]
+            out = self.net[1:](per_point.unsqueeze(0) + per_sample.unsqueeze(2))  # [S, B, N, out]
+        out = at_least_float32(out)
         if self.fixed_sigma is not None:
             return Independent(Normal(out, torch.full_like(out, self.fixed_sigma)), 1)
         mu, raw = out.chunk(2, dim=-1)
@@ -227,10 +239,7 @@ class NeuralProcess(nn.Module):
         elif z.dim() != 3 or z.shape[1:] != (xt.shape[0], self.config.z_dim):
             expected = f"[num_samples, {xt.shape[0]}, {self.config.z_dim}]"
             raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
-        s, nt = z.shape[0], xt.shape[1]
-        parts = [p.unsqueeze(0).expand(s, -1, -1, -1) for p in parts]
-        parts.append(z.unsqueeze(2).expand(-1, -1, nt, -1))
-        return self.decoder(torch.cat(parts, -1))
+        return self.decoder(torch.cat(parts, -1), z)
 
 
 def mixture_over_samples(pred: Distribution) -> Distribution:
