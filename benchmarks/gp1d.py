@@ -15,12 +15,12 @@ import argparse
 import json
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
+from step_time import median_step_ms  # sibling script: benchmarks/ is on sys.path
 
 from npkit.data import make_sampler
 from npkit.evaluate import cached_eval_set, evaluate, evaluate_gp
@@ -30,20 +30,6 @@ from npkit.train import fit
 
 KERNELS = ("rbf", "matern52", "periodic")
 WIDTH = dict(hidden_dim=128, r_dim=128, z_dim=128)
-
-
-def median_step_ms(model, objective, batches) -> float:
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
-    times = []
-    for i, batch in enumerate(batches):
-        start = time.perf_counter()
-        loss = objective(model, batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i >= 5:  # warm-up steps excluded
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
 
 
 def worker(args: argparse.Namespace) -> dict:
