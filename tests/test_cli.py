@@ -148,3 +148,19 @@ def test_training_killed_mid_run_resumes_to_the_same_model(tmp_path):
     )
     a, b = load_model(tmp_path / "straight" / "model"), load_model(tmp_path / "killed" / "model")
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        ("train", ["Presets:", "quickstart", "--resume", "--set"]),
+        ("eval", ["GP oracle", "--cache-dir"]),
+        ("plot", ["oracle", "training curves"]),
+    ],
+)
+def test_every_subcommand_explains_itself(capsys, command, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(word in text for word in expected)
