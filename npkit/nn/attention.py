@@ -10,19 +10,19 @@ from torch import Tensor, nn
 class MultiheadAttention(nn.Module):
     """Multi-head dot-product attention with a residual connection and layer norm.
 
-    queries [B, Nq, D], keys [B, Nk, Dk], values [B, Nk, D], key_mask [B, Nk] -> [B, Nq, D].
+    queries [B, Nq, D], keys [B, Nk, D], values [B, Nk, D], key_mask [B, Nk] -> [B, Nq, D].
     Queries with no visible key (Nk = 0 or all keys masked) get zero attention output, so an
     empty context yields the prior. Uses ``scaled_dot_product_attention`` (memory-efficient
     kernels where the device has them), so thousands of targets fit in bounded memory.
     """
 
-    def __init__(self, dim: int, num_heads: int, key_dim: int | None = None) -> None:
+    def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.q = nn.Linear(dim, dim, bias=False)
-        self.k = nn.Linear(key_dim or dim, dim, bias=False)
+        self.k = nn.Linear(dim, dim, bias=False)
         self.v = nn.Linear(dim, dim, bias=False)
         self.out = nn.Linear(dim, dim)
         self.norm1 = nn.LayerNorm(dim)
