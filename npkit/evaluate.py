@@ -10,6 +10,11 @@ a batch, then over batches:
 - ``tar_ll_joint``: per task, ``logmeanexp`` over samples of the summed target log-likelihood,
   divided by Nt, then the mean over tasks. For deterministic models it equals ``tar_ll``; for
   the GP it is the joint Gaussian log-density / Nt (the joint column of BENCHMARKS.md);
+- ``tar_ll_joint_iw`` (latent models only): the same joint quantity estimated by importance
+  sampling with proposal q(z | C ∪ T) and weights p(z | C) / q(z | C ∪ T), same number of
+  samples. Like ``tar_ll_joint`` it is a stochastic lower bound on log p(y_T | C) / Nt; it is
+  the tighter one when q(z | C ∪ T) is close to the true posterior (a trained model) and can
+  be far looser when it is not (an untrained model);
 - ``mse``: squared error of the predictive mean (the mixture mean for latent models);
 - ``coverage95``: fraction of target values inside the central 95% interval of the per-point
   predictive (u = predictive CDF at y, covered if 0.025 <= u <= 0.975);
@@ -37,7 +42,7 @@ from npkit.data.gp import TrueGP
 from npkit.models.base import check_num_samples
 from npkit.tasks import Batch
 
-METRICS = ("ctx_ll", "tar_ll", "tar_ll_joint", "mse", "coverage95", "tar_ll_se", "num_tasks")
+METRICS = ("ctx_ll", "tar_ll", "tar_ll_joint", "tar_ll_joint_iw", "mse", "coverage95", "tar_ll_se", "num_tasks")
 _FORMAT_VERSION = 1
 
 
@@ -221,11 +226,27 @@ def _aggregate(per_batch: list[dict[str, float]]) -> dict[str, float]:
         "coverage95": mean("coverage95"),
         "tar_ll_se": se,
         "num_tasks": float(sum(b["num_tasks"] for b in per_batch)),
+        **({"tar_ll_joint_iw": mean("tar_ll_joint_iw")} if "tar_ll_joint_iw" in per_batch[0] else {}),
     }
 
 
 def _split(t: Tensor, nc: int, dim: int) -> tuple[Tensor, Tensor]:
     return t.narrow(dim, 0, nc), t.narrow(dim, nc, t.shape[dim] - nc)
+
+
+def _joint_importance_weighted(model, batch: Batch, num_samples: int) -> float:
+    """Mean over tasks of log (1/S sum_s p(yt | z_s, C) p(z_s | C) / q(z_s | C ∪ T)) / Nt with
+    z_s ~ q(z | C ∪ T): an importance-sampled estimate of the joint target log-likelihood."""
+    prior = model.posterior(batch.xc, batch.yc, batch.mask_c)
+    proposal = model.posterior(batch.x, batch.y, batch.mask)
+    z = proposal.sample((num_samples,))
+    ll = model(batch.xc, batch.yc, batch.xt, z=z, mask_c=batch.mask_c).log_prob(batch.yt)  # [S, B, Nt]
+    num_t = ll.new_full(ll.shape[1:2], ll.shape[2]) if batch.mask_t is None else batch.mask_t.sum(1).to(ll.dtype)
+    if batch.mask_t is not None:
+        ll = ll.masked_fill(~batch.mask_t, 0.0)
+    log_w = ll.sum(-1) + prior.log_prob(z) - proposal.log_prob(z)  # [S, B]
+    scored = num_t > 0
+    return (_logmeanexp(log_w, 0)[scored] / num_t[scored]).mean().item()
 
 
 def evaluate(model, batches: list[Batch], num_samples: int = 50, progress: bool = False) -> dict[str, float]:
@@ -257,17 +278,18 @@ def evaluate(model, batches: list[Batch], num_samples: int = 50, progress: bool 
                     ll_s_t = ll_s_t.masked_fill(~batch.mask_t, 0.0)
                 tar_joint = _logmeanexp(ll_s_t.sum(-1), 0)  # [B]
                 ll_c, ll_t = _split(ll, nc, 1)
-                per_batch.append(
-                    _batch_metrics(
-                        ll_c,
-                        ll_t,
-                        tar_joint,
-                        _split(sq_err, nc, 1)[1],
-                        _split(covered, nc, 1)[1],
-                        batch.mask_c,
-                        batch.mask_t,
-                    )
+                metrics = _batch_metrics(
+                    ll_c,
+                    ll_t,
+                    tar_joint,
+                    _split(sq_err, nc, 1)[1],
+                    _split(covered, nc, 1)[1],
+                    batch.mask_c,
+                    batch.mask_t,
                 )
+                if model.is_latent:
+                    metrics["tar_ll_joint_iw"] = _joint_importance_weighted(model, batch, num_samples)
+                per_batch.append(metrics)
     finally:
         model.train(was_training)
     return _aggregate(per_batch)

@@ -7,10 +7,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from torch.distributions import Normal
 
 from npkit.data import GPSampler, TrueGP, make_sampler
 from npkit.evaluate import (
     METRICS,
+    _joint_importance_weighted,
     cached_eval_set,
     evaluate,
     evaluate_gp,
@@ -94,7 +96,7 @@ def test_cached_eval_set_defaults_to_npkit_cache(tmp_path, monkeypatch):
 def test_evaluate_tiny_models(name, batches):
     model = _tiny(name)
     result = evaluate(model, batches, num_samples=5)
-    assert set(result) == set(METRICS)
+    assert set(result) == set(METRICS) - (set() if model.is_latent else {"tar_ll_joint_iw"})
     assert all(math.isfinite(v) for v in result.values())
     assert 0.0 <= result["coverage95"] <= 1.0
     assert result["mse"] >= 0 and result["num_tasks"] == 32
@@ -151,7 +153,7 @@ def test_oracle_beats_an_untrained_model_and_table(batches):
     table = format_table(results)
     lines = table.splitlines()
     assert len(lines) == 4
-    assert lines[0].split() == ["model", *METRICS]
+    assert lines[0].split() == ["model", *(m for m in METRICS if m != "tar_ll_joint_iw")]
     assert lines[2].startswith("oracle") and lines[3].startswith("cnp")
     assert lines[2].split()[-1] == "32"
 
@@ -165,3 +167,35 @@ def test_evaluate_gp_bad_input(batches):
     with pytest.raises(ValueError, match="no batches"):
         evaluate_gp([])
     assert isinstance(batches[0].gp, TrueGP)
+
+
+def test_importance_weighted_joint_agrees_with_prior_sampling_for_many_samples(batches):
+    """Both estimate log p(y_T | C) / Nt; with many samples they agree (here q(z | C ∪ T) is a
+    reasonable proposal: small init, so it stays close to p(z | C))."""
+    torch.manual_seed(0)
+    model = build_model("np", hidden_dim=16, r_dim=16, z_dim=2, init="normal", init_std=0.5).double()
+    data = [b.to("cpu", torch.float64) for b in batches[:1]]
+    torch.manual_seed(1)
+    many = evaluate(model, data, num_samples=4000)
+    torch.manual_seed(2)
+    few = evaluate(model, data, num_samples=20)
+    assert many["tar_ll_joint_iw"] == pytest.approx(many["tar_ll_joint"], abs=0.02)
+    assert few["tar_ll_joint_iw"] == pytest.approx(many["tar_ll_joint"], abs=0.02)
+
+
+def test_importance_weighted_joint_with_one_sample_matches_the_formula(batches):
+    """log w = sum_t log p(y_t | z, C) + log p(z | C) - log q(z | C ∪ T), z ~ q(z | C ∪ T), / Nt."""
+    torch.manual_seed(0)
+    model = build_model("np", hidden_dim=16, r_dim=16, z_dim=3, init="normal", init_std=1.0).double()
+    batch = batches[0].to("cpu", torch.float64)
+    with torch.no_grad():
+        torch.manual_seed(5)
+        estimate = _joint_importance_weighted(model, batch, 1)
+        torch.manual_seed(5)
+        q = model.posterior(batch.x, batch.y).base_dist
+        z = q.sample((1,))
+        p = model.posterior(batch.xc, batch.yc).base_dist
+        pred = model(batch.xc, batch.yc, batch.xt, z=z).base_dist
+        log_lik = Normal(pred.loc, pred.scale).log_prob(batch.yt).sum((-1, -2))  # [1, B]
+        log_w = log_lik + Normal(p.loc, p.scale).log_prob(z).sum(-1) - Normal(q.loc, q.scale).log_prob(z).sum(-1)
+    assert estimate == pytest.approx((log_w[0] / batch.num_target).mean().item(), rel=1e-12)
