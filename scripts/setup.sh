@@ -5,5 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras:+[$extras]}"
