@@ -32,6 +32,11 @@ KERNELS = ("rbf", "matern52", "periodic")
 WIDTH = dict(hidden_dim=128, r_dim=128, z_dim=128)
 
 
+def eval_set(kernel: str, args: argparse.Namespace) -> list:
+    """The cached, seeded evaluation set of one kernel (the same for every model)."""
+    return cached_eval_set(make_sampler("gp1d", kernel=kernel), args.eval_batches, 16, args.seed, args.cache_dir)
+
+
 def worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     model = build_model(args.worker, **WIDTH)
@@ -46,8 +51,7 @@ def worker(args: argparse.Namespace) -> dict:
     fit_ms = 1000 * (time.perf_counter() - start) / args.steps
     scores = {}
     for kernel in KERNELS:
-        batches = cached_eval_set("gp1d", kernel, args.eval_batches, 16, args.seed, args.cache_dir)
-        scores[kernel] = evaluate(model, batches, num_samples=50)
+        scores[kernel] = evaluate(model, eval_set(kernel, args), num_samples=50)
     return {
         "model": args.worker,
         "params": sum(p.numel() for p in model.parameters()),
@@ -100,10 +104,7 @@ def main() -> None:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(f"done {name}", file=sys.stderr)
-    oracle = {
-        k: evaluate_gp(cached_eval_set("gp1d", k, args.eval_batches, 16, args.seed, args.cache_dir), "oracle")
-        for k in KERNELS
-    }
+    oracle = {k: evaluate_gp(eval_set(k, args), "oracle") for k in KERNELS}
 
     print(
         f"gp1d, {args.steps} steps x batch 16 per model (trained on RBF), eval {args.eval_batches} x 16 tasks "

@@ -92,7 +92,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     data_name = config["data"]["name"]
     results: dict[str, dict] = {}
     for kernel in ev["kernels"]:
-        batches = cached_eval_set(data_name, kernel, ev["num_batches"], ev["batch_size"], ev["seed"], args.cache_dir)
+        sampler = _sampler(config, kernel)
+        batches = cached_eval_set(sampler, ev["num_batches"], ev["batch_size"], ev["seed"], args.cache_dir)
         label = kernel or data_name
         results[f"{model.name} [{label}]"] = evaluate(model, batches, num_samples=ev["num_samples"], progress=True)
         if batches[0].gp is not None:

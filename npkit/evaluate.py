@@ -37,7 +37,6 @@ from torch.distributions import Normal
 from tqdm import tqdm
 
 from npkit.baselines.gp import fitted_gp, oracle
-from npkit.data import make_sampler
 from npkit.data.gp import TrueGP
 from npkit.models.base import check_num_samples
 from npkit.tasks import Batch
@@ -127,22 +126,21 @@ def load_eval_set(path: str | os.PathLike) -> list[Batch]:
 
 
 def cached_eval_set(
-    sampler_name: str,
-    kernel: str | None,
+    sampler,
     num_batches: int,
     batch_size: int,
     seed: int,
     cache_dir: str | os.PathLike | None = None,
 ) -> list[Batch]:
-    """``make_eval_set(make_sampler(sampler_name, kernel=kernel), ...)``, cached in ``cache_dir``
-    (default: ``$NPKIT_CACHE``, else ``~/.cache/npkit``).
+    """``make_eval_set(sampler, ...)``, cached in ``cache_dir`` (default: ``$NPKIT_CACHE``, else
+    ``~/.cache/npkit``), so every model is evaluated on the same tasks.
 
-    The file name holds every argument and a hash of the sampler's full settings, so a changed
-    preset never reuses a stale set. ``kernel=None`` uses the preset's default kernel.
+    The file name holds the arguments and a hash of the sampler's full settings (its repr), so
+    a sampler with other settings never reuses a stale set.
     """
-    sampler = make_sampler(sampler_name, kernel=kernel)
     digest = hashlib.sha256(repr(sampler).encode()).hexdigest()[:10]
-    name = f"{sampler_name}_{kernel or 'default'}_{num_batches}x{batch_size}_seed{seed}_{digest}.safetensors"
+    label = type(sampler).__name__ + (f"-{sampler.kernel}" if hasattr(sampler, "kernel") else "")
+    name = f"{label}_{num_batches}x{batch_size}_seed{seed}_{digest}.safetensors"
     if cache_dir is None:
         cache_dir = os.environ.get("NPKIT_CACHE") or Path.home() / ".cache" / "npkit"
     path = Path(cache_dir) / name

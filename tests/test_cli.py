@@ -1,6 +1,7 @@
 """The npkit command line: train -> eval -> plot, overrides, errors, resume after a kill."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -164,3 +165,14 @@ def test_every_subcommand_explains_itself(capsys, command, expected):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert all(word in text for word in expected)
+
+
+def test_eval_uses_the_runs_data_options(tmp_path):
+    run = tmp_path / "noisy"
+    common = ["--set", "train.steps=2", "--set", "train.progress=false", "--set", "train.eval_every=null", *TINY]
+    assert main(["train", "quickstart", "--run-dir", str(run), "--set", "data.noise_std=0.3", *common]) == 0
+    eval_options = ["--set", "eval.num_batches=4", "--set", "eval.gp_fitted=false", "--set", "eval.kernels=[rbf]"]
+    assert main(["eval", str(run), "--cache-dir", str(tmp_path / "cache"), *eval_options]) == 0
+    oracle = json.loads((run / "metrics.json").read_text())["results"]["GP oracle [rbf]"]
+    # Context points under noise 0.3 cannot be predicted better than N(y; f, 0.3^2) allows.
+    assert oracle["ctx_ll"] < -math.log(0.3 * math.sqrt(2 * math.pi)) + 0.1

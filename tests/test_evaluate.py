@@ -76,19 +76,27 @@ def test_save_load_round_trip(tmp_path, batches):
 
 
 def test_cached_eval_set_writes_then_reads(tmp_path):
-    first = cached_eval_set("gp1d", "matern52", 2, 4, seed=5, cache_dir=tmp_path)
+    sampler = make_sampler("gp1d", kernel="matern52")
+    first = cached_eval_set(sampler, 2, 4, seed=5, cache_dir=tmp_path)
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 2 and all("gp1d_matern52_2x4_seed5" in f for f in files)
-    second = cached_eval_set("gp1d", "matern52", 2, 4, seed=5, cache_dir=tmp_path)
+    assert len(files) == 2 and all("GPSampler-matern52_2x4_seed5" in f for f in files)
+    second = cached_eval_set(sampler, 2, 4, seed=5, cache_dir=tmp_path)
     _assert_batches_equal(first, second)
-    _assert_batches_equal(first, make_eval_set(make_sampler("gp1d", kernel="matern52"), 2, 4, 5))
-    cached_eval_set("gp1d", "matern52", 2, 4, seed=6, cache_dir=tmp_path)
+    _assert_batches_equal(first, make_eval_set(sampler, 2, 4, 5))
+    cached_eval_set(sampler, 2, 4, seed=6, cache_dir=tmp_path)
     assert len(list(tmp_path.iterdir())) == 4
+
+
+def test_cached_eval_set_keeps_samplers_with_other_settings_apart(tmp_path):
+    default = cached_eval_set(make_sampler("gp1d"), 1, 4, seed=0, cache_dir=tmp_path)
+    noisy = cached_eval_set(make_sampler("gp1d", noise_std=0.5), 1, 4, seed=0, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 4
+    assert noisy[0].gp.noise_std == 0.5 and default[0].gp.noise_std == 0.02
 
 
 def test_cached_eval_set_defaults_to_npkit_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("NPKIT_CACHE", str(tmp_path / "env-cache"))
-    cached_eval_set("gp1d", "rbf", 1, 2, seed=0)
+    cached_eval_set(make_sampler("gp1d"), 1, 2, seed=0)
     assert len(list((tmp_path / "env-cache").iterdir())) == 2
 
 
