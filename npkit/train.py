@@ -2,7 +2,7 @@
 
 Every step draws its batch from a generator seeded by (seed, step, rank) and reseeds the
 global RNG the same way, so a run resumed from a checkpoint continues exactly as an
-uninterrupted run would. Checkpoints land in ``run_dir/checkpoints/step-XXXXXXXX/`` and
+uninterrupted run would. Checkpoints land in ``run_dir/checkpoints/step-<8-digit step>/`` and
 ``latest.json`` points at the newest complete one.
 """
 
