@@ -23,7 +23,7 @@ import torch
 from step_time import median_step_ms  # sibling script: benchmarks/ is on sys.path
 
 from npkit.data import make_sampler
-from npkit.evaluate import cached_eval_set, evaluate, evaluate_gp
+from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp
 from npkit.models import build_model
 from npkit.objectives import get_objective
 from npkit.train import fit

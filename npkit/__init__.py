@@ -18,10 +18,10 @@ from npkit.tasks import Batch
 from npkit.train import TrainConfig, fit
 
 _LAZY = {
-    "evaluate": "npkit.evaluate",
-    "evaluate_gp": "npkit.evaluate",
-    "make_eval_set": "npkit.evaluate",
-    "format_table": "npkit.evaluate",
+    "evaluate": "npkit.evaluation",
+    "evaluate_gp": "npkit.evaluation",
+    "make_eval_set": "npkit.evaluation",
+    "format_table": "npkit.evaluation",
     "oracle": "npkit.baselines.gp",
     "fitted_gp": "npkit.baselines.gp",
     "fit_gp": "npkit.baselines.gp",

@@ -83,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from npkit.evaluate import cached_eval_set, evaluate, evaluate_gp, format_table
+    from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp, format_table
 
     run_dir = Path(args.run_dir)
     config = _run_config(run_dir, args.overrides)

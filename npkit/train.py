@@ -310,7 +310,7 @@ def fit(
             running_ll = ll if running_ll is None else 0.9 * running_ll + 0.1 * ll
             bar.set_postfix(loss=f"{row['train/loss']:.3f}", ll=f"{running_ll:.3f}")
         if evaluation and fabric.is_global_zero and (done % cfg.eval_every == 0 or done == cfg.steps):
-            from npkit.evaluate import evaluate
+            from npkit.evaluation import evaluate
 
             scores = evaluate(model, evaluation, num_samples=cfg.eval_samples)
             row.update({f"eval/{k}": scores[k] for k in ("ctx_ll", "tar_ll")})

@@ -10,7 +10,7 @@ import torch
 from npkit.baselines import fit_gp, fitted_gp, gp_posterior, oracle
 from npkit.baselines.gp import FIT_KERNELS, _covar_module, _to_true_gp
 from npkit.data import GPSampler, TrueGP, make_sampler
-from npkit.evaluate import evaluate_gp, make_eval_set
+from npkit.evaluation import evaluate_gp, make_eval_set
 from npkit.tasks import Batch
 
 

@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Normal
 
 from npkit.data import GPSampler, TrueGP, make_sampler
-from npkit.evaluate import (
+from npkit.evaluation import (
     METRICS,
     _joint_importance_weighted,
     cached_eval_set,
