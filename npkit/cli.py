@@ -83,6 +83,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    import torch
+
     from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp, format_table
 
     run_dir = Path(args.run_dir)
@@ -95,6 +97,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         sampler = _sampler(config, kernel)
         batches = cached_eval_set(sampler, ev["num_batches"], ev["batch_size"], ev["seed"], args.cache_dir)
         label = kernel or data_name
+        torch.manual_seed(ev["seed"])  # the latent samples too: the same run gives the same numbers
         results[f"{model.name} [{label}]"] = evaluate(model, batches, num_samples=ev["num_samples"], progress=True)
         if batches[0].gp is not None:
             results[f"GP oracle [{label}]"] = evaluate_gp(batches, "oracle")

@@ -70,6 +70,25 @@ def test_train_eval_plot_write_the_run_folder(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "GP oracle [rbf]" in printed and "GP fitted [rbf]" in printed
     metrics = json.loads((run / "metrics.json").read_text())["results"]
+    assert (
+        main(
+            [
+                "eval",
+                str(run),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--set",
+                "eval.num_batches=2",
+                "--set",
+                "eval.gp_fitted=false",
+                "--set",
+                "eval.kernels=[rbf]",
+            ]
+        )
+        == 0
+    )
+    again = json.loads((run / "metrics.json").read_text())["results"]
+    assert again["np [rbf]"] == metrics["np [rbf]"]  # evaluation is reproducible
     assert {"np [rbf]", "GP oracle [rbf]"} <= set(metrics)
     assert metrics["GP oracle [rbf]"]["tar_ll"] > metrics["np [rbf]"]["tar_ll"]
     assert main(["plot", str(run), "--set", "eval.kernels=[rbf]"]) == 0
