@@ -139,3 +139,18 @@ def test_fit_gp_bad_input():
         fit_gp(x, torch.zeros(2, 3, 2))
     with pytest.raises(ValueError, match="one-dimensional"):
         fit_gp(torch.zeros(2, 3, 2), x, kernel="periodic")
+
+
+def test_best_restart_keeps_each_tasks_highest_scoring_fit():
+    from npkit.baselines.gp import _best_restart
+
+    # 3 restarts x 2 tasks, laid out restart-major as fit_gp does: index = restart * B + task.
+    gp = TrueGP(
+        "periodic", _t(1, 2, 3, 4, 5, 6), _t(10, 20, 30, 40, 50, 60), _t(7, 8, 9, 10, 11, 12), _t(1, 1, 2, 2, 3, 3)
+    )
+    score = torch.tensor([[0.0, 5.0], [2.0, 1.0], [1.0, 4.0]])  # [restarts, B]: task 0 -> restart 1, task 1 -> 0
+    best = _best_restart(gp, score)
+    torch.testing.assert_close(best.scale, _t(3, 2))
+    torch.testing.assert_close(best.length, _t(30, 20))
+    torch.testing.assert_close(best.period, _t(9, 8))
+    torch.testing.assert_close(best.noise_std, _t(2, 1))

@@ -101,17 +101,19 @@ def _to_true_gp(kernel: str, covar, likelihood) -> TrueGP:
     return TrueGP(kernel, scale, flat(base.lengthscale), None, noise_std)
 
 
-def fit_gp(xc: Tensor, yc: Tensor, kernel: str = "rbf", steps: int = 100, lr: float = 0.1) -> TrueGP:
+def fit_gp(xc: Tensor, yc: Tensor, kernel: str = "rbf", steps: int = 100, lr: float = 0.1, restarts: int = 4) -> TrueGP:
     """Fit a zero-mean GP's hyper-parameters to each task's context by exact marginal likelihood.
 
-    xc [B, Nc, Dx], yc [B, Nc, 1]. All B tasks are fitted at once (one GPyTorch ExactGP with
-    batch_shape [B], in float64) by ``steps`` Adam steps of rate ``lr`` on the sum over tasks of
-    the per-point log marginal likelihood, starting from GPyTorch's defaults (every positive
-    parameter softplus(0) = 0.693, noise variance >= 1e-4). Returns a TrueGP with per-task
-    ``scale`` = sqrt(outputscale), ``length``, ``period`` (periodic kernels) and ``noise_std``,
-    all tensors [B]. With an empty context (Nc = 0) nothing is fitted: the result holds
-    GPyTorch's initial hyper-parameters. Periodic kernels need Dx = 1; the marginal likelihood
-    of a periodic kernel is multimodal, so expect local optima.
+    xc [B, Nc, Dx], yc [B, Nc, 1]. All B tasks, each from ``restarts`` initial length scales (and
+    periods) spread geometrically over [0.1, 1], are fitted at once as one GPyTorch ExactGP with
+    batch_shape [restarts * B], in float64, by ``steps`` Adam steps of rate ``lr`` on the summed
+    per-point log marginal likelihood; each task keeps the restart with the highest one. The
+    remaining parameters start at GPyTorch's defaults (softplus(0) = 0.693, noise variance
+    >= 1e-4). Returns a TrueGP with per-task ``scale`` = sqrt(outputscale), ``length``,
+    ``period`` (periodic kernels) and ``noise_std``, all tensors [B]. With an empty context
+    (Nc = 0) or ``steps = 0`` nothing is fitted: GPyTorch's defaults are returned. Periodic
+    kernels need Dx = 1; their marginal likelihood is multimodal, so expect local optima even
+    with restarts.
     """
     if kernel not in FIT_KERNELS:
         raise ValueError(f"unknown kernel {kernel!r} for fit_gp; expected one of {FIT_KERNELS}")
@@ -123,23 +125,44 @@ def fit_gp(xc: Tensor, yc: Tensor, kernel: str = "rbf", steps: int = 100, lr: fl
         raise ValueError(f"kernel {kernel!r} is one-dimensional here; got x_dim = {xc.shape[-1]}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    batch_shape = torch.Size([xc.shape[0]])
-    x, y = xc.detach().to(torch.float64), yc.detach().to(torch.float64).squeeze(-1)
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    b = xc.shape[0]
+    batch_shape = torch.Size([restarts * b])
+    x = xc.detach().to(torch.float64).repeat(restarts, 1, 1)
+    y = yc.detach().to(torch.float64).squeeze(-1).repeat(restarts, 1)
     covar = _covar_module(kernel, batch_shape).to(x)
     likelihood = gpytorch.likelihoods.GaussianLikelihood(batch_shape=batch_shape).to(x)
-    if x.shape[1] > 0 and steps > 0:
-        model = _BatchGP(x, y, likelihood, covar)
-        model.train()
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=lr)
-        with torch.enable_grad():
-            for _ in range(steps):
-                optimizer.zero_grad()
-                loss = -mll(model(x), y).sum()  # mll: [B], per point
-                loss.backward()
-                optimizer.step()
-    return _to_true_gp(kernel, covar, likelihood)
+    if x.shape[1] == 0 or steps == 0:
+        return _best_restart(_to_true_gp(kernel, covar, likelihood), torch.zeros(restarts, b))
+    if restarts > 1:
+        inits = torch.logspace(-1.0, 0.0, restarts, dtype=torch.float64).repeat_interleave(b).view(-1, 1, 1)
+        base = covar.base_kernel
+        if kernel == "periodic":
+            base.period_length = inits
+        else:
+            (base.kernels[0] if kernel == "weakly_periodic" else base).lengthscale = inits
+    model = _BatchGP(x, y, likelihood, covar)
+    model.train()
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = -mll(model(x), y).sum()  # mll: [restarts * B], per point
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        final = mll(model(x), y).view(restarts, b)
+    return _best_restart(_to_true_gp(kernel, covar, likelihood), final)
+
+
+def _best_restart(gp: TrueGP, score: Tensor) -> TrueGP:
+    """Per task, the hyper-parameters [restarts * B] of the restart with the highest score [restarts, B]."""
+    restarts, b = score.shape
+    best = score.argmax(0)
+    pick = lambda t: None if t is None else t.view(restarts, b)[best, torch.arange(b)]
+    return TrueGP(gp.kernel, pick(gp.scale), pick(gp.length), pick(gp.period), pick(gp.noise_std))
 
 
 def fitted_gp(batch: Batch, xq: Tensor, steps: int = 100) -> MultivariateNormal:
