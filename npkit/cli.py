@@ -103,7 +103,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             results[f"GP oracle [{label}]"] = evaluate_gp(batches, "oracle")
             if ev["gp_fitted"]:
                 results[f"GP fitted [{label}]"] = evaluate_gp(
-                    batches, "fitted", fit_steps=ev["fit_steps"], progress=True
+                    batches, "fitted", fit_steps=ev["fit_steps"], fit_restarts=ev["fit_restarts"], progress=True
                 )
     table = format_table(results)
     header = (

@@ -30,6 +30,7 @@ EVAL_DEFAULTS = {
     "num_samples": 50,
     "gp_fitted": True,
     "fit_steps": 100,
+    "fit_restarts": 4,
 }
 PLOT_DEFAULTS = {"num_tasks": 4, "num_samples": 10, "seed": 0}
 

@@ -294,11 +294,11 @@ def evaluate(model, batches: list[Batch], num_samples: int = 50, progress: bool 
 
 
 def evaluate_gp(
-    batches: list[Batch], kind: str = "oracle", fit_steps: int = 100, progress: bool = False
+    batches: list[Batch], kind: str = "oracle", fit_steps: int = 100, fit_restarts: int = 4, progress: bool = False
 ) -> dict[str, float]:
     """The same metrics as :func:`evaluate` for the exact GP: ``kind="oracle"`` uses the true
     per-task kernel and noise (``batch.gp``), ``kind="fitted"`` a GP of the same kernel family
-    fitted per task to the context (``fitted_gp``, ``fit_steps`` Adam steps).
+    fitted per task to the context (``fitted_gp``: ``fit_steps`` Adam steps, ``fit_restarts``).
 
     Marginal metrics use the predictive's diagonal at ``batch.x``; ``tar_ll_joint`` is the joint
     Gaussian log-density of the targets / Nt. Masked contexts are not supported (ValueError);
@@ -316,7 +316,7 @@ def evaluate_gp(
             if kind == "oracle":
                 mvn = oracle(batch, batch.x)
             else:
-                mvn = fitted_gp(batch, batch.x, steps=fit_steps)
+                mvn = fitted_gp(batch, batch.x, steps=fit_steps, restarts=fit_restarts)
             nc = batch.num_context
             y = batch.y.double()  # [B, N, 1]
             mean, var = mvn.mean.unsqueeze(-1), mvn.variance.unsqueeze(-1)  # [B, N, 1]

@@ -165,8 +165,9 @@ def _best_restart(gp: TrueGP, score: Tensor) -> TrueGP:
     return TrueGP(gp.kernel, pick(gp.scale), pick(gp.length), pick(gp.period), pick(gp.noise_std))
 
 
-def fitted_gp(batch: Batch, xq: Tensor, steps: int = 100) -> MultivariateNormal:
+def fitted_gp(batch: Batch, xq: Tensor, steps: int = 100, restarts: int = 4) -> MultivariateNormal:
     """Predictive at xq [B, Nq, Dx] of a GP fitted to ``batch``'s context (``fit_gp``), with the
     generating kernel's family when ``batch.gp`` is known, else RBF. Float64, batch [B], event [Nq]."""
     kernel = batch.gp.kernel if batch.gp is not None else "rbf"
-    return gp_posterior(fit_gp(batch.xc, batch.yc, kernel=kernel, steps=steps), batch.xc, batch.yc, xq)
+    gp = fit_gp(batch.xc, batch.yc, kernel=kernel, steps=steps, restarts=restarts)
+    return gp_posterior(gp, batch.xc, batch.yc, xq)
