@@ -15,7 +15,8 @@ from npkit.checkpoint import load_model
 from npkit.cli import main
 from npkit.config import apply_overrides, load_config, presets
 
-TINY = ["--set", "model.hidden_dim=16", "--set", "model.r_dim=16", "--set", "model.z_dim=4"]
+TINY_SETS = ("model.hidden_dim=16", "model.r_dim=16", "model.z_dim=4")
+TINY = [f"--set={s}" for s in TINY_SETS]
 
 
 def test_every_preset_loads_and_builds():
@@ -30,68 +31,27 @@ def test_every_preset_loads_and_builds():
         _sampler(config).sample(2, torch.Generator().manual_seed(0))
 
 
+def cli(*args, sets: tuple[str, ...] = ()) -> int:
+    """Run ``npkit`` in-process with ``--set`` for each of ``sets``; return the exit code."""
+    return main([str(a) for a in args] + [f"--set={s}" for s in sets])
+
+
 def test_train_eval_plot_write_the_run_folder(tmp_path, capsys):
-    run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "quickstart",
-                "--run-dir",
-                str(run),
-                "--set",
-                "train.steps=30",
-                "--set",
-                "train.eval_every=15",
-                "--set",
-                "train.progress=false",
-                *TINY,
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "eval",
-                str(run),
-                "--cache-dir",
-                str(tmp_path / "cache"),
-                "--set",
-                "eval.num_batches=2",
-                "--set",
-                "eval.fit_steps=5",
-                "--set",
-                "eval.kernels=[rbf]",
-            ]
-        )
-        == 0
-    )
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    train = ("train.steps=30", "train.eval_every=15", "train.progress=false", *TINY_SETS)
+    assert cli("train", "quickstart", "--run-dir", run, sets=train) == 0
+    quick = ("eval.num_batches=2", "eval.fit_steps=5", "eval.kernels=[rbf]")
+    assert cli("eval", run, "--cache-dir", cache, sets=quick) == 0
     printed = capsys.readouterr().out
     assert "GP oracle [rbf]" in printed and "GP fitted [rbf]" in printed
     metrics = json.loads((run / "metrics.json").read_text())["results"]
-    assert (
-        main(
-            [
-                "eval",
-                str(run),
-                "--cache-dir",
-                str(tmp_path / "cache"),
-                "--set",
-                "eval.num_batches=2",
-                "--set",
-                "eval.gp_fitted=false",
-                "--set",
-                "eval.kernels=[rbf]",
-            ]
-        )
-        == 0
-    )
-    again = json.loads((run / "metrics.json").read_text())["results"]
-    assert again["np [rbf]"] == metrics["np [rbf]"]  # evaluation is reproducible
     assert {"np [rbf]", "GP oracle [rbf]"} <= set(metrics)
     assert metrics["GP oracle [rbf]"]["tar_ll"] > metrics["np [rbf]"]["tar_ll"]
-    assert main(["plot", str(run), "--set", "eval.kernels=[rbf]"]) == 0
+    no_fit = ("eval.num_batches=2", "eval.gp_fitted=false", "eval.kernels=[rbf]")
+    assert cli("eval", run, "--cache-dir", cache, sets=no_fit) == 0
+    again = json.loads((run / "metrics.json").read_text())["results"]
+    assert again["np [rbf]"] == metrics["np [rbf]"]  # evaluation is reproducible
+    assert cli("plot", run, sets=("eval.kernels=[rbf]",)) == 0
     figures = sorted(p.name for p in (run / "figures").glob("*.png"))
     assert figures == ["predictions-rbf.png", "prior-trained.png", "prior-untrained.png", "training-curves.png"]
 
@@ -130,17 +90,8 @@ def test_null_override_restores_the_default():
 
 
 def test_training_killed_mid_run_resumes_to_the_same_model(tmp_path):
-    steps = [
-        "--set",
-        "train.steps=400",
-        "--set",
-        "train.checkpoint_every=20",
-        "--set",
-        "train.progress=false",
-        "--set",
-        "train.eval_every=null",
-        *TINY,
-    ]
+    sets = ("train.steps=400", "train.checkpoint_every=20", "train.progress=false", "train.eval_every=null")
+    steps = [f"--set={s}" for s in sets] + TINY
     cli = [sys.executable, "-m", "npkit.cli", "train"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
@@ -188,10 +139,10 @@ def test_every_subcommand_explains_itself(capsys, command, expected):
 
 def test_eval_uses_the_runs_data_options(tmp_path):
     run = tmp_path / "noisy"
-    common = ["--set", "train.steps=2", "--set", "train.progress=false", "--set", "train.eval_every=null", *TINY]
-    assert main(["train", "quickstart", "--run-dir", str(run), "--set", "data.noise_std=0.3", *common]) == 0
-    eval_options = ["--set", "eval.num_batches=4", "--set", "eval.gp_fitted=false", "--set", "eval.kernels=[rbf]"]
-    assert main(["eval", str(run), "--cache-dir", str(tmp_path / "cache"), *eval_options]) == 0
+    train = ("data.noise_std=0.3", "train.steps=2", "train.progress=false", "train.eval_every=null", *TINY_SETS)
+    assert cli("train", "quickstart", "--run-dir", run, sets=train) == 0
+    evaluation = ("eval.num_batches=4", "eval.gp_fitted=false", "eval.kernels=[rbf]")
+    assert cli("eval", run, "--cache-dir", tmp_path / "cache", sets=evaluation) == 0
     oracle = json.loads((run / "metrics.json").read_text())["results"]["GP oracle [rbf]"]
     # Context points under noise 0.3 cannot be predicted better than N(y; f, 0.3^2) allows.
     assert oracle["ctx_ll"] < -math.log(0.3 * math.sqrt(2 * math.pi)) + 0.1
