@@ -37,9 +37,9 @@ def write_json(path: Path, data: dict) -> None:
     _atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True)))
 
 
-def write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None) -> None:
+def write_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    _atomic(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def read_json(path: Path) -> dict:

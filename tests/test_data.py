@@ -375,3 +375,9 @@ def test_sine_outputs_are_shifted_scaled_sines():
 def test_kernel_for_a_preset_without_kernels_is_reported():
     with pytest.raises(ValueError, match="'sine5' has no kernel"):
         make_sampler("sine5", kernel="rbf")
+
+
+def test_true_gp_to_moves_a_per_task_noise_tensor():
+    noise = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    gp = TrueGP("rbf", noise.clone(), noise.clone(), None, noise).to("meta")
+    assert gp.noise_std.device.type == "meta" and gp.scale.device.type == "meta"

@@ -59,13 +59,13 @@ def check_kernel(name: str) -> str:
 @dataclass
 class TrueGP:
     """The GP that generated a batch: kernel name, per-task hyper-parameters [B] (float64),
-    observation noise std."""
+    observation noise std (a float, or a tensor [B] for fitted GPs)."""
 
     kernel: str
     scale: Tensor
     length: Tensor
     period: Tensor | None
-    noise_std: float
+    noise_std: float | Tensor
 
     def covariance(self, x1: Tensor, x2: Tensor) -> Tensor:
         """Noise-free kernel matrix [B, N, M] for x1 [B, N, Dx], x2 [B, M, Dx]."""
@@ -74,8 +74,8 @@ class TrueGP:
         return _col(self.scale.to(d)) ** 2 * KERNELS[self.kernel](d, self.length.to(d), period)
 
     def to(self, device: torch.device | str) -> TrueGP:
-        move = lambda t: None if t is None else t.to(device)
-        return TrueGP(self.kernel, move(self.scale), move(self.length), move(self.period), self.noise_std)
+        move = lambda t: t.to(device) if isinstance(t, Tensor) else t
+        return TrueGP(self.kernel, move(self.scale), move(self.length), move(self.period), move(self.noise_std))
 
 
 @dataclass
