@@ -63,14 +63,8 @@ def main() -> None:
     print("| model | params | ms/step (median) |\n|---|---|---|")
     for name in args.models:
         torch.manual_seed(0)
-        model = build_model(
-            name,
-            hidden_dim=args.width,
-            r_dim=args.width,
-            z_dim=args.width,
-            encoder_layers=args.layers,
-            decoder_layers=args.layers,
-        )
+        sizes = dict(hidden_dim=args.width, r_dim=args.width, encoder_layers=args.layers, decoder_layers=args.layers)
+        model = build_model(name, **sizes, **({} if name == "cnp" else {"z_dim": args.width}))
         options = {"num_samples": args.samples} if model.is_latent else {}
         objective = get_objective("auto", model, include_context=not args.targets_only, **options)
         ms = median_step_ms(model, objective, batches)

@@ -10,10 +10,24 @@ Heavy parts (GPyTorch baselines, matplotlib plots, Lightning Fabric) load on fir
 
 from importlib import import_module
 
-from npkit.checkpoint import CheckpointError, load_model, save_model
 from npkit.data import PRESETS, FivePointSine, GPSampler, SawtoothSampler, SineSampler, make_sampler
-from npkit.models import ANP, CNP, MODELS, NP, LatentCNP, ModelConfig, NeuralProcess, build_model
-from npkit.objectives import OBJECTIVES, LossOutput, elbo, get_objective, iwae, ml, nll
+from npkit.likelihoods import LIKELIHOODS, Bernoulli, Gaussian, Likelihood
+from npkit.models import (
+    ANP,
+    CNP,
+    MODELS,
+    NP,
+    ANPConfig,
+    LatentCNP,
+    LatentConfig,
+    ModelConfig,
+    NeuralProcess,
+    build_model,
+    register_model,
+)
+from npkit.objectives import OBJECTIVES, KLAnnealing, LossOutput, elbo, get_objective, iwae, ml, nll
+from npkit.predictive import SampleMixture, predict, sample_functions
+from npkit.runs import CheckpointError, load_model, save_model
 from npkit.tasks import Batch
 from npkit.train import TrainConfig, fit
 
@@ -21,6 +35,8 @@ _LAZY = {
     "evaluate": "npkit.evaluation",
     "evaluate_gp": "npkit.evaluation",
     "make_eval_set": "npkit.evaluation",
+    "cached_eval_set": "npkit.evaluation",
+    "EvalSet": "npkit.evaluation",
     "format_table": "npkit.evaluation",
     "oracle": "npkit.baselines.gp",
     "fitted_gp": "npkit.baselines.gp",
@@ -42,18 +58,26 @@ __version__ = "0.1.0"
 __all__ = [
     "ANP",
     "CNP",
+    "LIKELIHOODS",
     "MODELS",
     "NP",
     "OBJECTIVES",
     "PRESETS",
+    "ANPConfig",
     "Batch",
+    "Bernoulli",
     "CheckpointError",
     "FivePointSine",
     "GPSampler",
+    "Gaussian",
+    "KLAnnealing",
     "LatentCNP",
+    "LatentConfig",
+    "Likelihood",
     "LossOutput",
     "ModelConfig",
     "NeuralProcess",
+    "SampleMixture",
     "SawtoothSampler",
     "SineSampler",
     "TrainConfig",
@@ -66,6 +90,9 @@ __all__ = [
     "make_sampler",
     "ml",
     "nll",
+    "predict",
+    "register_model",
+    "sample_functions",
     "save_model",
     *_LAZY,
 ]

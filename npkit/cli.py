@@ -16,8 +16,6 @@ import yaml
 
 from npkit.config import apply_overrides, load_config, presets, split_section
 
-RUN_CONFIG = "config.yaml"
-
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -32,17 +30,12 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_config(run_dir: Path, overrides: list[str]) -> dict:
+    from npkit.runs import RUN_CONFIG
+
     path = run_dir / RUN_CONFIG
     if not path.is_file():
         raise ValueError(f"{run_dir} is not an npkit run folder (no {RUN_CONFIG}); train one with `npkit train`")
     return apply_overrides(load_config(path), overrides)
-
-
-def _load_trained(run_dir: Path):
-    from npkit.checkpoint import load_model
-    from npkit.train import latest_checkpoint
-
-    return load_model(run_dir / "model") if (run_dir / "model").is_dir() else load_model(latest_checkpoint(run_dir))
 
 
 def _sampler(config: dict, kernel: str | None = None):
@@ -56,6 +49,7 @@ def _sampler(config: dict, kernel: str | None = None):
 
 def cmd_train(args: argparse.Namespace) -> None:
     from npkit.models import build_model
+    from npkit.runs import RUN_CONFIG, model_dir
     from npkit.train import fit
 
     run_dir = Path(args.run_dir)
@@ -79,31 +73,32 @@ def cmd_train(args: argparse.Namespace) -> None:
     from lightning_fabric.utilities.rank_zero import rank_zero_only
 
     if rank_zero_only.rank == 0:  # one line, also under DDP
-        print(f"trained {name}: {sum(p.numel() for p in model.parameters()):,} parameters -> {run_dir / 'model'}")
+        print(f"trained {name}: {sum(p.numel() for p in model.parameters()):,} parameters -> {model_dir(run_dir)}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
     from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp, format_table
+    from npkit.runs import load_trained
 
     run_dir = Path(args.run_dir)
     config = _run_config(run_dir, args.overrides)
-    model = _load_trained(run_dir)
+    model = load_trained(run_dir)
     ev = config["eval"]
     data_name = config["data"]["name"]
     results: dict[str, dict] = {}
     for kernel in ev["kernels"]:
         sampler = _sampler(config, kernel)
-        batches = cached_eval_set(sampler, ev["num_batches"], ev["batch_size"], ev["seed"], args.cache_dir)
+        evalset = cached_eval_set(sampler, ev["num_batches"], ev["batch_size"], ev["seed"], args.cache_dir)
         label = kernel or data_name
         torch.manual_seed(ev["seed"])  # the latent samples too: the same run gives the same numbers
-        results[f"{model.name} [{label}]"] = evaluate(model, batches, num_samples=ev["num_samples"], progress=True)
-        if batches[0].gp is not None:
-            results[f"GP oracle [{label}]"] = evaluate_gp(batches, "oracle")
+        results[f"{model.name} [{label}]"] = evaluate(model, evalset, num_samples=ev["num_samples"], progress=True)
+        if evalset.gps is not None:
+            results[f"GP oracle [{label}]"] = evaluate_gp(evalset, "oracle")
             if ev["gp_fitted"]:
                 results[f"GP fitted [{label}]"] = evaluate_gp(
-                    batches, "fitted", fit_steps=ev["fit_steps"], fit_restarts=ev["fit_restarts"], progress=True
+                    evalset, "fitted", fit_steps=ev["fit_steps"], fit_restarts=ev["fit_restarts"], progress=True
                 )
     table = format_table(results)
     header = (
@@ -121,16 +116,18 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
     from npkit.models import build_model
     from npkit.plot import plot_predictions, plot_prior_samples, plot_training_curves
-    from npkit.train import metrics_csv
+    from npkit.runs import load_trained, metrics_csv
 
     run_dir = Path(args.run_dir)
     config = _run_config(run_dir, args.overrides)
     out = run_dir / "figures"
     pl = config["plot"]
-    model = _load_trained(run_dir)
+    model = load_trained(run_dir)
     written = []
     for kernel in config["eval"]["kernels"]:
-        batch = _sampler(config, kernel).sample(pl["num_tasks"], torch.Generator().manual_seed(pl["seed"]))
+        sampler = _sampler(config, kernel)
+        generator = torch.Generator().manual_seed(pl["seed"])
+        batch, truth = sampler.sample_with_truth(pl["num_tasks"], generator)
         written.append(
             plot_predictions(
                 model,
@@ -138,6 +135,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
                 out / f"predictions-{kernel or config['data']['name']}.png",
                 num_tasks=pl["num_tasks"],
                 num_samples=pl["num_samples"],
+                gp=truth,
                 seed=pl["seed"],
             )
         )

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-T = TypeVar("T")
 PRESET_DIR = Path(__file__).parent / "configs"
 SECTIONS = ("model", "data", "objective", "train", "eval", "plot")
 EVAL_DEFAULTS = {
@@ -107,15 +105,6 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
         else:
             config[parts[0]][parts[1]] = value
     return complete(config)
-
-
-def from_options(cls: type[T], values: dict[str, Any], what: str) -> T:
-    """Build dataclass ``cls`` from ``values``, naming unknown keys in the error (``what`` options)."""
-    known = {f.name for f in fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown {what} option(s) {sorted(unknown)}; expected some of {sorted(known)}")
-    return cls(**values)
 
 
 def split_section(section: dict[str, Any]) -> tuple[str, dict[str, Any]]:

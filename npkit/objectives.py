@@ -8,6 +8,12 @@ convention of the published 1D GP benchmarks; ``include_context=False`` scores t
         p(z) = q(z|C) ("conditional", the NP paper) or N(0, I) ("fixed"), optional free bits
 - iwae: -1/N log 1/S sum_s p(y | z_s) p(z_s|C) / q(z_s|C∪T),  z_s ~ q(z|C∪T)
 - ml:   -1/N log 1/S sum_s p(y | z_s),  z_s ~ p(z|C)  (maximum likelihood, Foong et al. 2020)
+
+The KL of the ELBO is analytic where torch has one registered for the posterior and prior (and
+then per latent dimension, for free bits); otherwise, e.g. for a posterior wrapped in a normalising
+flow, it is the Monte-Carlo estimate mean_s [log q(z_s) - log p(z_s)] from the ELBO's own samples.
+``fit`` also takes any callable ``(model, batch[, step]) -> LossOutput | Tensor``, such as
+:class:`KLAnnealing`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ class LossOutput:
     """loss: scalar to minimise; log_lik: mean per-point log-likelihood term; kl: KL per point."""
 
     loss: Tensor
-    log_lik: Tensor
+    log_lik: Tensor | None = None
     kl: Tensor | None = None
 
 
@@ -43,7 +49,7 @@ def _scored(batch: Batch, include_context: bool) -> tuple[Tensor, Tensor, Tensor
     if y.shape[1] == 0:
         raise ValueError("no points to score: the batch has no targets (and no context included)")
     counts = mask.sum(-1).to(y.dtype) if mask is not None else y.new_full((y.shape[0],), y.shape[1])
-    return x, y, mask, counts.clamp_min(1.0)
+    return x, y, mask, counts
 
 
 def _sum_points(log_prob: Tensor, mask: Tensor | None) -> Tensor:
@@ -63,7 +69,9 @@ def nll(model: NeuralProcess, batch: Batch, include_context: bool = True) -> Los
     """Gaussian negative log-likelihood per point of a deterministic (conditional) model."""
     _check_model(model, "nll")
     x, y, mask, n = _scored(batch, include_context)
-    log_lik = (_sum_points(model(batch.xc, batch.yc, x, mask_c=batch.mask_c).log_prob(y), mask) / n).mean()
+    log_lik = (
+        _sum_points(model(batch.xc, batch.yc, x, mask_c=batch.mask_c).log_prob(y), mask) / n.clamp_min(1.0)
+    ).mean()
     return LossOutput(-log_lik, log_lik)
 
 
@@ -95,10 +103,49 @@ def elbo(
     p = model.posterior(batch.xc, batch.yc, batch.mask_c) if prior == "conditional" else standard_normal_like(q)
     z = q.rsample((num_samples,))
     pred = model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c)
+    n = n.clamp_min(1.0)
     log_lik = _sum_points(pred.log_prob(y), mask).mean(0) / n  # [B]
-    kl_dims = kl_divergence(q.base_dist, p.base_dist) / n[:, None]  # per point, [B, z_dim]
-    kl_term = kl_dims.mean(0).clamp_min(free_bits * n.reciprocal().mean()).sum()
-    return LossOutput(-(log_lik.mean() - beta * kl_term), log_lik.mean(), kl_dims.sum(-1).mean())
+    kl = kl_per_dim(q, p, z)  # [B, K]
+    kl_points = kl / n[:, None]  # per point
+    floor = free_bits * (z.shape[-1] / kl.shape[-1]) * n.reciprocal().mean()
+    kl_term = kl_points.mean(0).clamp_min(floor).sum()
+    return LossOutput(-(log_lik.mean() - beta * kl_term), log_lik.mean(), kl_points.sum(-1).mean())
+
+
+def kl_per_dim(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
+    """KL(q || p) per task, [B, K]: analytic per latent dimension (K = z_dim) when q and p are
+    factorised (``Independent``) with a KL registered in torch; otherwise the Monte-Carlo estimate
+    of the total (K = 1), mean_s [log q(z_s) - log p(z_s)] with the samples z [S, B, z_dim] of q."""
+    if isinstance(q, Independent) and isinstance(p, Independent):
+        if q.reinterpreted_batch_ndims == p.reinterpreted_batch_ndims == 1:
+            try:
+                return kl_divergence(q.base_dist, p.base_dist)
+            except NotImplementedError:
+                pass
+    return (q.log_prob(z) - p.log_prob(z)).mean(0).unsqueeze(-1)
+
+
+def log_marginal_estimate(
+    model: NeuralProcess,
+    batch: Batch,
+    num_samples: int,
+    proposal: str = "posterior",
+    include_context: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Importance-sampled log p(y | C) per task, [B], and the number of scored points, [B]:
+    log 1/S sum_s p(y | z_s, C) p(z_s | C) / r(z_s), z_s ~ r, where the proposal r is q(z | C ∪ T)
+    ("posterior") or p(z | C) ("context", weights 1). A stochastic lower bound, tight as S grows."""
+    if proposal not in ("posterior", "context"):
+        raise ValueError(f"proposal must be 'posterior' or 'context', got {proposal!r}")
+    check_num_samples(num_samples)
+    x, y, mask, n = _scored(batch, include_context)
+    p = model.posterior(batch.xc, batch.yc, batch.mask_c)
+    q = p if proposal == "context" else model.posterior(batch.x, batch.y, batch.mask)
+    z = q.rsample((num_samples,))
+    log_w = _sum_points(model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c).log_prob(y), mask)  # [S, B]
+    if proposal == "posterior":
+        log_w = log_w + p.log_prob(z) - q.log_prob(z)
+    return torch.logsumexp(log_w, 0) - math.log(num_samples), n
 
 
 def iwae(
@@ -111,17 +158,8 @@ def iwae(
     """Importance-weighted objective with S samples from q(z|C∪T) ("posterior") or from p(z|C)
     ("context", which is the maximum-likelihood objective ``ml``). Tighter as S grows."""
     _check_model(model, "iwae")
-    if proposal not in ("posterior", "context"):
-        raise ValueError(f"proposal must be 'posterior' or 'context', got {proposal!r}")
-    check_num_samples(num_samples)
-    x, y, mask, n = _scored(batch, include_context)
-    p = model.posterior(batch.xc, batch.yc, batch.mask_c)
-    q = p if proposal == "context" else model.posterior(batch.x, batch.y, batch.mask)
-    z = q.rsample((num_samples,))
-    log_w = _sum_points(model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c).log_prob(y), mask)  # [S, B]
-    if proposal == "posterior":
-        log_w = log_w + p.log_prob(z) - q.log_prob(z)
-    log_lik = ((torch.logsumexp(log_w, 0) - math.log(num_samples)) / n).mean()
+    estimate, n = log_marginal_estimate(model, batch, num_samples, proposal, include_context)
+    log_lik = (estimate / n.clamp_min(1.0)).mean()
     return LossOutput(-log_lik, log_lik)
 
 
@@ -132,6 +170,7 @@ def ml(model: NeuralProcess, batch: Batch, num_samples: int = 16, include_contex
 
 OBJECTIVES: dict[str, Callable[..., LossOutput]] = {"nll": nll, "elbo": elbo, "iwae": iwae, "ml": ml}
 Objective = Callable[[NeuralProcess, Batch], LossOutput]
+StepObjective = Callable[[NeuralProcess, Batch, int], LossOutput]
 
 
 def get_objective(name: str, model: NeuralProcess | None = None, **options) -> Objective:
@@ -152,3 +191,57 @@ def get_objective(name: str, model: NeuralProcess | None = None, **options) -> O
     if model is not None:
         _check_model(model, name)
     return partial(fn, **options)
+
+
+class KLAnnealing:
+    """The ELBO with a KL weight rising linearly from 0 to ``beta`` over ``warmup_steps``:
+    ``fit(model, data, KLAnnealing(2000, num_samples=4))``. ``options`` go to :func:`elbo`."""
+
+    def __init__(self, warmup_steps: int, beta: float = 1.0, **options) -> None:
+        if warmup_steps < 1:
+            raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")
+        self.warmup_steps, self.beta, self.options = warmup_steps, beta, options
+
+    def __call__(self, model: NeuralProcess, batch: Batch, step: int) -> LossOutput:
+        return elbo(model, batch, beta=self.beta * min(1.0, step / self.warmup_steps), **self.options)
+
+    def __repr__(self) -> str:
+        return f"KLAnnealing(warmup_steps={self.warmup_steps}, beta={self.beta}, options={self.options})"
+
+
+def _takes_step(fn: Callable) -> bool:
+    """Whether a user objective takes the step: a parameter named ``step``, or three positional ones."""
+    params = list(inspect.signature(fn).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return (
+        any(p.name == "step" for p in params)
+        or len(positional) >= 3
+        and positional[2].default is inspect.Parameter.empty
+    )
+
+
+class _StepObjective:
+    """A named or user objective as ``(model, batch, step) -> LossOutput``."""
+
+    def __init__(self, fn: Callable, takes_step: bool) -> None:
+        self.fn, self.takes_step = fn, takes_step
+
+    def __call__(self, model: NeuralProcess, batch: Batch, step: int) -> LossOutput:
+        out = self.fn(model, batch, step) if self.takes_step else self.fn(model, batch)
+        if isinstance(out, LossOutput):
+            return out
+        if isinstance(out, Tensor) and out.dim() == 0:
+            return LossOutput(out)
+        raise TypeError(f"an objective must return a LossOutput or a scalar tensor, got {type(out).__name__}")
+
+
+def as_step_objective(objective: str | Callable, model: NeuralProcess, **options) -> StepObjective:
+    """``objective`` (a name for :func:`get_objective` with ``options``, or a callable
+    ``(model, batch[, step])``) as a callable ``(model, batch, step) -> LossOutput``."""
+    if isinstance(objective, str):
+        return _StepObjective(get_objective(objective, model, **options), takes_step=False)
+    if not callable(objective):
+        raise TypeError(f"objective must be a name or a callable, got {type(objective).__name__}")
+    if options:
+        raise ValueError("objective_options apply to named objectives; bind options into your callable instead")
+    return _StepObjective(objective, _takes_step(objective))

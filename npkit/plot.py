@@ -18,8 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from npkit.baselines.gp import oracle as gp_oracle
-from npkit.models.base import NeuralProcess, mixture_over_samples
+from npkit.baselines.gp import gp_posterior
+from npkit.data.gp import TrueGP
+from npkit.models.base import NeuralProcess
+from npkit.predictive import SampleMixture, per_sample
 from npkit.tasks import Batch
 
 DPI = 100
@@ -90,15 +92,16 @@ def plot_predictions(
     num_samples: int = 10,
     grid_size: int = 200,
     x_range: tuple[float, float] | None = None,
-    oracle: bool = True,
+    gp: TrueGP | None = None,
     seed: int = 0,
 ) -> Path:
     """One panel per task (the first ``num_tasks``): the predictive on a grid of ``grid_size``
     inputs over ``x_range`` (default: the batch's inputs padded by 10%), context and targets.
 
     Deterministic models: mean and 2-sigma band. Latent models: ``num_samples`` function samples
-    (one z each, thin lines) and the mean and 2-sigma band of their mixture. With ``oracle`` and a
-    GP batch (``batch.gp``), the exact GP's mean and 2-sigma band are drawn dashed.
+    (one z each, thin lines) and the mean and 2-sigma band of their mixture. With ``gp``, the GP
+    that generated the batch (``sampler.sample_with_truth``), the exact GP's mean and 2-sigma
+    band are drawn dashed.
     """
     _check_1d(model)
     if num_tasks < 1:
@@ -114,14 +117,15 @@ def plot_predictions(
         xq = grid.to(device)[None, :, None].expand(n, -1, -1)  # [n, G, 1]
         mask_c = None if batch.mask_c is None else batch.mask_c[:n].to(device)
         pred = model(batch.xc[:n].to(device), batch.yc[:n].to(device), xq, num_samples=num_samples, mask_c=mask_c)
-    marginal = mixture_over_samples(pred) if model.is_latent else pred  # batch [n, G]
+    components = per_sample(model, pred)  # batch [S, n, G]
+    marginal = SampleMixture(components)  # batch [n, G]
     mean, std = marginal.mean[..., 0].cpu(), marginal.stddev[..., 0].cpu()  # [n, G]
-    samples = pred.mean[..., 0].cpu()  # [S, n, G] for latent models
+    samples = components.mean[..., 0].cpu()  # [S, n, G]
     # the oracle conditions on every context point, so it is skipped for ragged (masked) batches
     truth = None
-    if oracle and batch.gp is not None and batch.mask_c is None:
+    if gp is not None and batch.mask_c is None:
         grid_b = grid.to(batch.xc.device)[None, :, None].expand(batch.batch_size, -1, -1)
-        truth = gp_oracle(batch, grid_b)  # batch [B], event [G]
+        truth = gp_posterior(gp, batch.xc, batch.yc, grid_b)  # batch [B], event [G]
 
     fig, axes = _figure(n, max_cols=4)
     for i, ax in enumerate(axes):

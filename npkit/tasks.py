@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from npkit.data.gp import TrueGP
+_VALIDATED = ContextVar("npkit_inputs_validated", default=False)
+
+
+@contextmanager
+def validated_inputs() -> Iterator[None]:
+    """Within this block, models skip the value checks (NaN / inf) of their inputs: the caller
+    has validated them already (every :class:`Batch` is checked once, when it is built). Shape
+    checks, which need no device sync, still run."""
+    token = _VALIDATED.set(True)
+    try:
+        yield
+    finally:
+        _VALIDATED.reset(token)
 
 
 def check_tensor(name: str, value: Tensor, *, ndim: int = 3) -> None:
-    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a finite float tensor of ``ndim``."""
+    """Raise a ``ValueError`` naming ``name`` unless ``value`` is a finite float tensor of ``ndim``
+    (the finiteness check, a device sync, is skipped inside :func:`validated_inputs`)."""
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dim() != ndim:
@@ -21,7 +35,7 @@ def check_tensor(name: str, value: Tensor, *, ndim: int = 3) -> None:
         raise ValueError(f"{name} must have shape {expected}, got shape {tuple(value.shape)}")
     if not value.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
-    if not torch.isfinite(value).all():
+    if not _VALIDATED.get() and not torch.isfinite(value).all():
         raise ValueError(f"{name} contains NaN or inf values")
 
 
@@ -67,7 +81,6 @@ class Batch:
     xc: [batch, n_context, x_dim]   yc: [batch, n_context, y_dim]
     xt: [batch, n_target, x_dim]    yt: [batch, n_target, y_dim] (None when only predicting)
     mask_c / mask_t: optional bool [batch, n_points], True where a point is real (ragged data).
-    gp: the generating Gaussian process when known (synthetic GP tasks), for the oracle.
 
     Context and targets are disjoint; objectives score ``context ∪ targets`` by default,
     the convention of the published 1D GP benchmarks (see ``npkit.objectives``).
@@ -79,7 +92,6 @@ class Batch:
     yt: Tensor | None = None
     mask_c: Tensor | None = None
     mask_t: Tensor | None = None
-    gp: TrueGP | None = None
 
     def __post_init__(self) -> None:
         check_context(self.xc, self.yc, self.xt, self.mask_c)
@@ -129,13 +141,12 @@ class Batch:
         return torch.cat([mc, mt], dim=1)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
-        """Move every tensor (and the generating GP's parameters) to ``device``."""
+        """Move every tensor to ``device`` (floating-point ones also to ``dtype`` when given)."""
         moved = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Tensor):
                 value = value.to(device, dtype) if value.is_floating_point() else value.to(device)
-            elif value is not None and hasattr(value, "to"):
-                value = value.to(device)
             moved[f.name] = value
-        return replace(self, **moved)
+        with validated_inputs():  # the values were checked when this batch was built
+            return replace(self, **moved)

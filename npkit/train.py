@@ -11,33 +11,31 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
-import shutil
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
-from npkit.checkpoint import (
-    FORMAT,
-    VERSION,
-    CheckpointError,
-    load_state,
-    model_meta,
-    read_json,
-    read_tensors,
-    save_model,
-    write_json,
-    write_tensors,
-)
-from npkit.config import from_options
 from npkit.data.sampling import TaskSampler
 from npkit.models import NeuralProcess
-from npkit.objectives import LossOutput, Objective, get_objective
-from npkit.tasks import Batch
+from npkit.objectives import LossOutput, StepObjective, as_step_objective
+from npkit.options import from_options
+from npkit.runs import (
+    CheckpointError,
+    checkpoint_state,
+    latest_checkpoint,
+    metrics_csv,
+    model_dir,
+    restore_checkpoint,
+    save_checkpoint,
+    save_model,
+)
+from npkit.tasks import Batch, validated_inputs
 
 # Settings that change the trajectory: a resumed run must use the same values.
 TRAJECTORY = ("batch_size", "lr", "schedule", "schedule_steps", "grad_clip", "seed")
@@ -93,15 +91,20 @@ class TrainConfig:
 
 
 class LossModule(nn.Module):
-    """model + objective as one module, so Fabric/DDP wrap the whole loss computation."""
+    """model + objective as one module, so Fabric/DDP wrap the whole loss computation. The batch
+    was validated when it was built, so the model skips its value checks (no device sync)."""
 
-    def __init__(self, model: NeuralProcess, objective: Objective) -> None:
+    def __init__(self, model: NeuralProcess, objective: StepObjective) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
 
-    def forward(self, batch: Batch) -> LossOutput:
-        return self.objective(self.model, batch)
+    def forward(self, batch: Batch, step: int) -> LossOutput:
+        with validated_inputs():
+            return self.objective(self.model, batch, step)
+
+
+Callback = Callable[[int, NeuralProcess, LossOutput], "dict[str, float] | None"]
 
 
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
@@ -113,11 +116,6 @@ def eval_set(data: TaskSampler, cfg: TrainConfig) -> list[Batch]:
     """The fixed batches the loop evaluates on (seeded apart from the training stream)."""
     generator = torch.Generator().manual_seed(step_seed(cfg.seed, -1))
     return [data.sample(cfg.batch_size, generator) for _ in range(cfg.eval_batches)]
-
-
-def metrics_csv(run_dir: str | Path) -> Path:
-    """Where ``fit`` writes its CSV log."""
-    return Path(run_dir) / "logs" / "version_0" / "metrics.csv"
 
 
 def _read_csv_rows(path: Path, until_step: int) -> list[dict[str, float]]:
@@ -147,100 +145,32 @@ def _loggers(run_dir: Path | None, resume_step: int | None) -> list:
     return loggers
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
-    state = optimizer.state_dict()
-    tensors = {}
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            tensors[f"{index}.{key}"] = value if isinstance(value, Tensor) else torch.tensor(value)
-    return tensors, {"param_groups": state["param_groups"]}
-
-
-def _optimizer_state(tensors: dict[str, Tensor], groups: dict) -> dict:
-    state: dict[int, dict[str, Tensor]] = {}
-    for name, value in tensors.items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    return {"state": state, "param_groups": groups["param_groups"]}
-
-
-def save_checkpoint(
-    run_dir: Path,
-    model: NeuralProcess,
-    optimizer,
-    scheduler,
-    step: int,
-    cfg: TrainConfig,
-    extra: dict[str, Any],
-    keep: int,
-) -> Path:
-    """Write a complete checkpoint folder, then point ``latest.json`` at it; prune old ones."""
-    root = run_dir / "checkpoints"
-    folder = root / f"step-{step:08d}"
-    save_model(model, folder)
-    tensors, groups = _optimizer_tensors(optimizer)
-    write_tensors(folder / "optimizer.safetensors", tensors)
-    write_json(
-        folder / "state.json",
-        {
-            "format": FORMAT,
-            "version": VERSION,
-            "step": step,
-            "train": asdict(cfg),
-            "optimizer": groups,
-            "scheduler": scheduler.state_dict() if scheduler else None,
-            **extra,
-        },
-    )
-    write_json(root / "latest.json", {"format": FORMAT, "version": VERSION, "step": step, "path": folder.name})
-    for old in sorted(root.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return folder
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path:
-    """The newest complete checkpoint folder of a run."""
-    root = Path(run_dir) / "checkpoints"
-    pointer = read_json(root / "latest.json")
-    folder = root / str(pointer.get("path"))
-    if not folder.is_dir():
-        raise CheckpointError(f"{root / 'latest.json'} points at {folder}, which does not exist")
-    return folder
-
-
-def _restore(folder: Path, model: NeuralProcess, optimizer, scheduler, cfg: TrainConfig) -> int:
-    state = read_json(folder / "state.json")
-    meta = read_json(folder / "config.json")
-    if {k: meta.get(k) for k in ("model", "config")} != {k: model_meta(model)[k] for k in ("model", "config")}:
-        raise CheckpointError(
-            f"{folder} holds model {meta.get('model')!r} with config {meta.get('config')}, which differs "
-            f"from the model being trained ({model.name!r}, {model.config.to_dict()})"
-        )
+def _check_resumable(state: dict[str, Any], cfg: TrainConfig, folder: Path) -> None:
+    """Refuse to resume with settings that change the trajectory."""
     saved = state.get("train", {})
     differs = {k: (saved.get(k), getattr(cfg, k)) for k in TRAJECTORY if saved.get(k) != getattr(cfg, k)}
     if differs:
         raise CheckpointError(f"cannot resume from {folder}: settings differ (saved, now): {differs}")
-    load_state(model, read_tensors(folder / "model.safetensors"), folder)
-    device = next(model.parameters()).device
-    tensors = {k: v.to(device) if v.dim() else v for k, v in read_tensors(folder / "optimizer.safetensors").items()}
-    optimizer.load_state_dict(_optimizer_state(tensors, state["optimizer"]))
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    return int(state["step"])
 
 
 def fit(
     model: NeuralProcess,
     data: TaskSampler,
-    objective: str = "auto",
+    objective: str | Callable = "auto",
     objective_options: dict | None = None,
     config: TrainConfig | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
+    callbacks: Sequence[Callback] = (),
     **options,
 ) -> list[dict[str, float]]:
     """Train ``model`` on batches from ``data`` with ``objective``; return the logged rows.
 
+    ``objective``: a name in ``npkit.objectives.OBJECTIVES`` (or "auto") with
+    ``objective_options``, or any callable ``(model, batch) -> loss`` or
+    ``(model, batch, step) -> loss`` (a step-dependent KL weight, say), where loss is a
+    ``LossOutput`` or a scalar tensor. ``callbacks``: callables ``(step, model, output)`` run
+    after every optimiser step; a dict they return is logged at that step (rank 0).
     ``options`` override ``TrainConfig`` fields (``fit(model, data, steps=2000, lr=1e-3)``).
     With ``run_dir``, writes CSV (and TensorBoard) logs, checkpoints and the final model to
     ``run_dir/model``; ``resume=True`` continues from its latest checkpoint.
@@ -249,19 +179,21 @@ def fit(
 
     cfg = TrainConfig.from_dict({**(asdict(config) if config else {}), **options})
     objective_options = dict(objective_options or {})
-    loss_fn = get_objective(objective, model, **objective_options)
+    loss_fn = as_step_objective(objective, model, **objective_options)
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run_dir to resume from")
 
     checkpoint = latest_checkpoint(run_dir) if resume else None
-    resume_step = int(read_json(checkpoint / "state.json")["step"]) if checkpoint else None
+    resume_state = checkpoint_state(checkpoint) if checkpoint else None
+    if resume_state is not None:
+        _check_resumable(resume_state, cfg, checkpoint)
     fabric = Fabric(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         strategy=cfg.strategy,
         precision=cfg.precision,
-        loggers=_loggers(run_dir, resume_step),
+        loggers=_loggers(run_dir, resume_state["step"] if resume_state else None),
     )
     fabric.launch()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -269,10 +201,16 @@ def fit(
     if cfg.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.schedule_steps or cfg.steps)
     module, optimizer = fabric.setup(LossModule(model, loss_fn), optimizer)
-    start = _restore(checkpoint, model, optimizer, scheduler, cfg) if checkpoint else 0
+    start = int(restore_checkpoint(checkpoint, model, optimizer, scheduler)["step"]) if checkpoint else 0
 
     evaluation = eval_set(data, cfg) if cfg.eval_every else []
-    extra = {"objective": objective, "objective_options": objective_options, "data": repr(data)}
+    objective_name = objective if isinstance(objective, str) else getattr(objective, "__qualname__", repr(objective))
+    run_state = {
+        "train": asdict(cfg),
+        "objective": objective_name,
+        "objective_options": objective_options,
+        "data": repr(data),
+    }
     history: list[dict[str, float]] = []
     running_ll = None
     bar = tqdm(
@@ -287,7 +225,7 @@ def fit(
         torch.manual_seed(step_seed(cfg.seed, step, fabric.global_rank) ^ 1)
         batch = data.sample(cfg.batch_size, generator).to(fabric.device)
         module.train()
-        out = module(batch)
+        out = module(batch, step)
         optimizer.zero_grad(set_to_none=True)
         fabric.backward(out.loss)
         if cfg.grad_clip is not None:
@@ -299,16 +237,17 @@ def fit(
         done = step + 1
         row: dict[str, float] = {}
         if done % cfg.log_every == 0 or done == cfg.steps:
-            terms = {"train/loss": out.loss, "train/log_lik": out.log_lik}
-            if out.kl is not None:
-                terms["train/kl"] = out.kl
+            terms = {"train/loss": out.loss, "train/log_lik": out.log_lik, "train/kl": out.kl}
+            terms = {k: v for k, v in terms.items() if v is not None}
             stats = fabric.all_reduce(torch.stack([t.detach().float() for t in terms.values()]), reduce_op="mean")
             row = dict(zip(terms, stats.tolist()), lr=lr)
             if not math.isfinite(row["train/loss"]):
                 raise FloatingPointError(f"loss became {row['train/loss']} at step {done}; lower lr or set grad_clip")
-            ll = row["train/log_lik"]
-            running_ll = ll if running_ll is None else 0.9 * running_ll + 0.1 * ll
+            shown = row.get("train/log_lik", -row["train/loss"])
+            running_ll = shown if running_ll is None else 0.9 * running_ll + 0.1 * shown
             bar.set_postfix(loss=f"{row['train/loss']:.3f}", ll=f"{running_ll:.3f}")
+        for callback in callbacks:
+            row.update(callback(done, model, out) or {})
         if evaluation and fabric.is_global_zero and (done % cfg.eval_every == 0 or done == cfg.steps):
             from npkit.evaluation import evaluate
 
@@ -321,12 +260,12 @@ def fit(
             if fabric.is_global_zero:
                 for logger in fabric.loggers:
                     logger.save()
-                save_checkpoint(run_dir, model, optimizer, scheduler, done, cfg, extra, cfg.keep_checkpoints)
+                save_checkpoint(run_dir, model, optimizer, scheduler, done, run_state, cfg.keep_checkpoints)
             fabric.barrier()
         bar.update(1)
     bar.close()
     if run_dir is not None and fabric.is_global_zero:
-        save_model(model, run_dir / "model")
+        save_model(model, model_dir(run_dir))
         for logger in fabric.loggers:
             logger.finalize("success")
     return history

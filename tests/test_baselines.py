@@ -11,7 +11,6 @@ from npkit.baselines import fit_gp, fitted_gp, gp_posterior, oracle
 from npkit.baselines.gp import FIT_KERNELS, _covar_module, _to_true_gp
 from npkit.data import GPSampler, TrueGP, make_sampler
 from npkit.evaluation import evaluate_gp, make_eval_set
-from npkit.tasks import Batch
 
 
 def _t(*values: float) -> torch.Tensor:
@@ -41,11 +40,11 @@ def test_gp_posterior_empty_context_is_prior():
 
 def test_gp_posterior_per_task_noise_tensor():
     g = torch.Generator().manual_seed(0)
-    batch = make_sampler("gp1d").sample(3, generator=g)
+    batch, gp = make_sampler("gp1d").sample_with_truth(3, generator=g)
     noise = _t(0.02, 0.1, 0.5)
-    joint = gp_posterior(TrueGP("rbf", batch.gp.scale, batch.gp.length, None, noise), batch.xc, batch.yc, batch.xt)
+    joint = gp_posterior(TrueGP("rbf", gp.scale, gp.length, None, noise), batch.xc, batch.yc, batch.xt)
     for i in range(3):
-        one = TrueGP("rbf", batch.gp.scale[i : i + 1], batch.gp.length[i : i + 1], None, float(noise[i]))
+        one = TrueGP("rbf", gp.scale[i : i + 1], gp.length[i : i + 1], None, float(noise[i]))
         ref = gp_posterior(one, batch.xc[i : i + 1], batch.yc[i : i + 1], batch.xt[i : i + 1])
         torch.testing.assert_close(joint.mean[i], ref.mean[0])
         torch.testing.assert_close(joint.covariance_matrix[i], ref.covariance_matrix[0])
@@ -63,11 +62,11 @@ def test_oracle_matches_published_gp1d_numbers():
     assert result["num_tasks"] == 800
 
 
-def test_oracle_needs_a_gp():
-    batch = make_sampler("gp1d").sample(2, generator=torch.Generator().manual_seed(0))
-    bare = Batch(batch.xc, batch.yc, batch.xt, batch.yt)
-    with pytest.raises(ValueError, match="no generating GP"):
-        oracle(bare, bare.xt)
+def test_oracle_needs_the_generating_gp():
+    batch, gp = make_sampler("gp1d").sample_with_truth(2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="needs the generating TrueGP"):
+        oracle(batch, None, batch.xt)
+    torch.testing.assert_close(oracle(batch, gp, batch.xt).mean, gp_posterior(gp, batch.xc, batch.yc, batch.xt).mean)
 
 
 @pytest.mark.parametrize("kernel", FIT_KERNELS)

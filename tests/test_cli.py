@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from npkit.checkpoint import load_model
 from npkit.cli import main
 from npkit.config import apply_overrides, load_config, presets
+from npkit.runs import load_model
 
 TINY_SETS = ("model.hidden_dim=16", "model.r_dim=16", "model.z_dim=4")
 TINY = [f"--set={s}" for s in TINY_SETS]

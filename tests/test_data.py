@@ -180,7 +180,7 @@ def test_gp1d_inputs_lie_in_minus_2_to_2_and_fill_it(gp1d_counts):
 
 @pytest.mark.parametrize("kernel", ["rbf", "matern52", "periodic"])
 def test_gp1d_hyper_parameters_are_drawn_per_task_within_their_ranges(kernel):
-    gp = make_sampler("gp1d", kernel=kernel).sample(500, gen(3)).gp
+    gp = make_sampler("gp1d", kernel=kernel).sample_with_truth(500, gen(3))[1]
     assert gp.kernel == kernel
     assert gp.noise_std == 0.02
     for values, (low, high) in ((gp.scale, (0.1, 1.0)), (gp.length, (0.1, 0.6))):
@@ -308,13 +308,13 @@ def test_weakly_periodic_kernel_closed_form():
 def test_gp1d_nps_has_noise_variance_0_05_and_unit_scale():
     sampler = make_sampler("gp1d-nps")
     assert sampler.noise_std**2 == pytest.approx(0.05, rel=1e-12)
-    gp = sampler.sample(8, gen(0)).gp
+    gp = sampler.sample_with_truth(8, gen(0))[1]
     assert gp.noise_std**2 == pytest.approx(0.05, rel=1e-12)
     assert torch.all(gp.scale == 1.0) and torch.all(gp.length == 0.25)
 
 
 def test_gp1d_nps_weakly_periodic_uses_length_0_5_and_period_0_25():
-    gp = make_sampler("gp1d-nps", kernel="weakly_periodic").sample(4, gen(0)).gp
+    gp = make_sampler("gp1d-nps", kernel="weakly_periodic").sample_with_truth(4, gen(0))[1]
     assert torch.all(gp.length == 0.5) and torch.all(gp.period == 0.25)
 
 

@@ -12,6 +12,7 @@ from torch.distributions import Normal
 from npkit.data import GPSampler, TrueGP, make_sampler
 from npkit.evaluation import (
     METRICS,
+    EvalSet,
     _joint_importance_weighted,
     cached_eval_set,
     evaluate,
@@ -21,7 +22,9 @@ from npkit.evaluation import (
     make_eval_set,
     save_eval_set,
 )
-from npkit.models import build_model, mixture_over_samples
+from npkit.models import build_model
+from npkit.predictive import marginal
+from npkit.tasks import Batch
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +34,16 @@ def batches():
 
 def _tiny(name: str):
     torch.manual_seed(0)
-    return build_model(name, hidden_dim=16, r_dim=16, z_dim=8, encoder_layers=2, decoder_layers=2)
+    latent = {"z_dim": 8} if name != "cnp" else {}
+    return build_model(name, hidden_dim=16, r_dim=16, encoder_layers=2, decoder_layers=2, **latent)
 
 
-def _assert_batches_equal(a, b):
+def _part(evalset: EvalSet, indices) -> EvalSet:
+    """The batches ``indices`` of an evaluation set, with their GPs."""
+    return EvalSet([evalset.batches[i] for i in indices], [evalset.gps[i] for i in indices])
+
+
+def _assert_batches_equal(a: EvalSet, b: EvalSet):
     assert len(a) == len(b)
     for x, y in zip(a, b):
         for name in ("xc", "yc", "xt", "yt", "mask_c", "mask_t"):
@@ -42,11 +51,12 @@ def _assert_batches_equal(a, b):
             assert (u is None) == (v is None)
             if u is not None:
                 assert u.dtype == v.dtype and torch.equal(u, v)
-        assert (x.gp is None) == (y.gp is None)
-        if x.gp is not None:
-            assert x.gp.kernel == y.gp.kernel
+    assert (a.gps is None) == (b.gps is None)
+    for x, y in zip(a.gps or [], b.gps or []):
+        if x is not None:
+            assert x.kernel == y.kernel
             for name in ("scale", "length", "period", "noise_std"):
-                u, v = getattr(x.gp, name), getattr(y.gp, name)
+                u, v = getattr(x, name), getattr(y, name)
                 if isinstance(u, torch.Tensor):
                     assert torch.equal(u, v)
                 else:
@@ -58,18 +68,15 @@ def test_make_eval_set_is_deterministic():
     a, b = make_eval_set(sampler, 3, 4, seed=7), make_eval_set(sampler, 3, 4, seed=7)
     _assert_batches_equal(a, b)
     c = make_eval_set(sampler, 3, 4, seed=8)
-    assert not torch.equal(a[0].gp.scale, c[0].gp.scale)
+    assert not torch.equal(a.gps[0].scale, c.gps[0].scale)
 
 
 def test_save_load_round_trip(tmp_path, batches):
     periodic = make_eval_set(make_sampler("gp1d", kernel="periodic"), 2, 3, seed=0)
     empty = make_eval_set(GPSampler(num_context=(0, 0)), 1, 3, seed=0)
-    masked = replace(
-        batches[0],
-        mask_t=torch.rand(batches[0].xt.shape[:2]) > 0.3,
-        gp=replace(batches[0].gp, noise_std=torch.full((8,), 0.05, dtype=torch.float64)),
-    )
-    everything = [*batches, *periodic, *empty, masked]
+    masked = replace(batches[0], mask_t=torch.rand(batches[0].xt.shape[:2]) > 0.3)
+    tensor_noise = replace(batches.gps[0], noise_std=torch.full((8,), 0.05, dtype=torch.float64))
+    everything = EvalSet([*batches, *periodic, *empty, masked], [*batches.gps, *periodic.gps, *empty.gps, tensor_noise])
     save_eval_set(everything, tmp_path / "set.safetensors")
     assert (tmp_path / "set.json").exists()
     _assert_batches_equal(load_eval_set(tmp_path / "set.safetensors"), everything)
@@ -91,7 +98,7 @@ def test_cached_eval_set_keeps_samplers_with_other_settings_apart(tmp_path):
     default = cached_eval_set(make_sampler("gp1d"), 1, 4, seed=0, cache_dir=tmp_path)
     noisy = cached_eval_set(make_sampler("gp1d", noise_std=0.5), 1, 4, seed=0, cache_dir=tmp_path)
     assert len(list(tmp_path.iterdir())) == 4
-    assert noisy[0].gp.noise_std == 0.5 and default[0].gp.noise_std == 0.02
+    assert noisy.gps[0].noise_std == 0.5 and default.gps[0].noise_std == 0.02
 
 
 def test_cached_eval_set_defaults_to_npkit_cache(tmp_path, monkeypatch):
@@ -121,7 +128,7 @@ def test_latent_tar_ll_is_the_mixture_log_likelihood(batches):
     model.eval()
     with torch.no_grad():
         pred = model(batch.xc, batch.yc, batch.x, num_samples=7)
-        ll = mixture_over_samples(pred).log_prob(batch.y)  # [B, Nc + Nt]
+        ll = marginal(model, pred).log_prob(batch.y)  # [B, Nc + Nt]
         ll_s = pred.log_prob(batch.y)[:, :, batch.num_context :].sum(-1)  # [S, B]
     nc, nt = batch.num_context, batch.num_target
     assert result["ctx_ll"] == pytest.approx(ll[:, :nc].mean().item(), abs=1e-5)
@@ -140,7 +147,8 @@ def test_target_mask_equals_dropping_the_points(batches):
     masked = replace(batch, mask_t=mask_t)
     dropped = replace(batch, xt=batch.xt[:, :keep], yt=batch.yt[:, :keep])
     model = _tiny("cnp")
-    for evaluated in (lambda b: evaluate(model, [b]), lambda b: evaluate_gp([b])):
+    gp = batches.gps[1]
+    for evaluated in (lambda b: evaluate(model, [b]), lambda b: evaluate_gp(EvalSet([b], [gp]))):
         a, b = evaluated(masked), evaluated(dropped)
         for key in ("ctx_ll", "tar_ll", "tar_ll_joint", "mse", "coverage95"):
             assert a[key] == pytest.approx(b[key], abs=1e-5), key
@@ -148,7 +156,9 @@ def test_target_mask_equals_dropping_the_points(batches):
 
 def test_empty_context_batches_are_skipped_for_ctx_ll(batches):
     empty = make_eval_set(GPSampler(num_context=(0, 0)), 1, 8, seed=0)
-    both, alone = evaluate_gp(empty + batches[:1], progress=True), evaluate_gp(batches[:1])
+    first = _part(batches, [0])
+    both = evaluate_gp(EvalSet(empty.batches + first.batches, empty.gps + first.gps), progress=True)
+    alone = evaluate_gp(first)
     assert both["ctx_ll"] == pytest.approx(alone["ctx_ll"])
     assert math.isnan(evaluate_gp(empty)["ctx_ll"])
     assert math.isfinite(evaluate(_tiny("np"), empty, num_samples=3)["tar_ll"])
@@ -169,12 +179,13 @@ def test_oracle_beats_an_untrained_model_and_table(batches):
 def test_evaluate_gp_bad_input(batches):
     with pytest.raises(ValueError, match="kind"):
         evaluate_gp(batches, kind="exact")
-    bare = replace(batches[0], gp=None)
-    with pytest.raises(ValueError, match="no generating GP"):
-        evaluate_gp([bare])
-    with pytest.raises(ValueError, match="no batches"):
-        evaluate_gp([])
-    assert isinstance(batches[0].gp, TrueGP)
+    with pytest.raises(ValueError, match="no generating GPs"):
+        evaluate_gp(EvalSet(batches.batches))
+    with pytest.raises(TypeError, match="needs an EvalSet"):
+        evaluate_gp(list(batches))
+    with pytest.raises(ValueError, match="at least one batch"):
+        EvalSet([])
+    assert all(isinstance(gp, TrueGP) for gp in batches.gps)
 
 
 def test_importance_weighted_joint_agrees_with_prior_sampling_for_many_samples(batches):
@@ -207,3 +218,66 @@ def test_importance_weighted_joint_with_one_sample_matches_the_formula(batches):
         log_lik = Normal(pred.loc, pred.scale).log_prob(batch.yt).sum((-1, -2))  # [1, B]
         log_w = log_lik + Normal(p.loc, p.scale).log_prob(z).sum(-1) - Normal(q.loc, q.scale).log_prob(z).sum(-1)
     assert estimate == pytest.approx((log_w[0] / batch.num_target).mean().item(), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- metric definitions
+# Targets placed where the model's own predictive puts them (its mean, or given quantiles of it):
+# the predictive at the targets depends on the context only, so coverage and MSE have closed forms.
+
+
+def _tiny_cnp():
+    torch.manual_seed(0)
+    return build_model("cnp", hidden_dim=16, r_dim=16)
+
+
+def _toy_batch(num_tasks: int, num_target: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """float64 context (5 points of a sine per task) and target inputs, no target outputs yet."""
+    generator = torch.Generator().manual_seed(0)
+    xc = 4 * torch.rand(num_tasks, 5, 1, generator=generator, dtype=torch.float64) - 2
+    xt = torch.linspace(-2, 2, num_target, dtype=torch.float64).expand(num_tasks, num_target).unsqueeze(-1)
+    return xc, torch.sin(2 * xc), xt.contiguous()
+
+
+def test_coverage95_counts_targets_inside_the_central_95_percent_interval():
+    """Catches a 90% (or any other) interval used for coverage95 instead of [0.025, 0.975]."""
+    quantiles = [0.001, 0.01, 0.02, 0.03, 0.04, 0.2, 0.5, 0.8, 0.96, 0.97, 0.98, 0.99]
+    quantiles = torch.tensor(quantiles, dtype=torch.float64)
+    inside_95 = ((quantiles >= 0.025) & (quantiles <= 0.975)).double().mean().item()  # 7 / 12
+    inside_90 = ((quantiles >= 0.05) & (quantiles <= 0.95)).double().mean().item()  # 3 / 12
+    model = _tiny_cnp().double()
+    xc, yc, xt = _toy_batch(3, len(quantiles))
+    with torch.no_grad():
+        pred = model(xc, yc, xt)
+        yt = pred.mean + pred.stddev * Normal(0.0, 1.0).icdf(quantiles)[:, None]  # target i at quantile i
+    result = evaluate(model, [Batch(xc=xc, yc=yc, xt=xt, yt=yt)])
+    assert result["coverage95"] == pytest.approx(inside_95, abs=1e-9)
+    assert abs(inside_95 - inside_90) > 0.3
+
+
+def test_latent_mse_is_the_squared_error_of_the_mixture_mean():
+    """Catches MSE computed as the mean over z samples of the squared error (adds Var_z of the mean)."""
+    torch.manual_seed(0)
+    model = build_model("np", hidden_dim=16, r_dim=16, z_dim=3, init="normal", init_std=1.0).double()
+    xc, yc, xt = _toy_batch(4, 10)
+    samples = 2000
+    with torch.no_grad():
+        torch.manual_seed(1)
+        means = model(xc, yc, xt, num_samples=samples).mean  # [S, B, Nt, 1]
+    spread = means.var(0).mean().item()  # what the mean over samples of the squared error adds
+    assert spread > 1e-2  # the latent samples move the predictive mean materially
+    # Targets at the mixture mean: its squared error is only Monte Carlo noise, ~ 2 * spread / S.
+    batch = Batch(xc=xc, yc=yc, xt=xt, yt=means.mean(0))
+    torch.manual_seed(2)
+    result = evaluate(model, [batch], num_samples=samples)
+    assert result["mse"] < 0.02 * spread
+
+
+def test_tar_ll_se_is_the_standard_error_over_batches(batches):
+    """Catches tar_ll_se computed without the square root of the number of batches."""
+    model = _tiny_cnp()
+    per_batch = torch.tensor([evaluate(model, [b])["tar_ll"] for b in batches], dtype=torch.float64)
+    assert len(batches) == 4 and per_batch.std() > 0
+    expected = (per_batch.std() / math.sqrt(len(batches))).item()  # sample std (n - 1) / sqrt(n)
+    result = evaluate(model, batches)
+    assert result["tar_ll_se"] == pytest.approx(expected, rel=1e-6)
+    assert result["tar_ll"] == pytest.approx(per_batch.mean().item(), rel=1e-6)

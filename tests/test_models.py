@@ -2,14 +2,16 @@
 masked contexts, output and latent standard deviations, initialisation and input checks."""
 
 import math
+from dataclasses import fields
 
 import pytest
 import torch
 from torch import nn
 from torch.distributions import Normal
 
-from npkit.models import MODELS, ModelConfig, build_model, mixture_over_samples
+from npkit.models import MODELS, ModelConfig, build_model
 from npkit.nn import init_weights
+from npkit.predictive import marginal
 
 ALL = ["cnp", "lnp", "np", "anp"]
 LATENT = ["lnp", "np", "anp"]
@@ -25,8 +27,10 @@ SMALL = {
 
 
 def make(name: str, double: bool = False, **options):
+    """A small model with the options (SMALL, then ``options``) that its config class has."""
     torch.manual_seed(0)
-    model = build_model(name, **{**SMALL, **options})
+    known = {f.name for f in fields(MODELS[name].config_class)}
+    model = build_model(name, **{k: v for k, v in {**SMALL, **options}.items() if k in known})
     return model.double() if double else model
 
 
@@ -506,24 +510,24 @@ def test_explicit_z_sets_the_number_of_samples(name):
 
 
 @pytest.mark.parametrize("name", LATENT)
-def test_mixture_over_samples_log_prob_is_logmeanexp_of_sample_log_probs(name):
+def test_marginal_log_prob_is_logmeanexp_of_sample_log_probs(name):
     model = make(name, double=True, y_dim=2)
     xc, yc, xt, yt = data(dy=2)
     torch.manual_seed(2)
     pred = model(xc, yc, xt, num_samples=7)
-    mixture = mixture_over_samples(pred)
+    mixture = marginal(model, pred)
     expected = torch.logsumexp(pred.log_prob(yt), dim=0) - math.log(7)
     assert mixture.batch_shape == (3, 5) and mixture.event_shape == (2,)
     assert close(mixture.log_prob(yt), expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", LATENT)
-def test_mixture_over_samples_mean_is_the_mean_of_sample_means(name):
+def test_marginal_mean_is_the_mean_of_sample_means(name):
     model = make(name, double=True)
     xc, yc, xt, _ = data()
     torch.manual_seed(2)
     pred = model(xc, yc, xt, num_samples=7)
-    assert close(mixture_over_samples(pred).mean, pred.mean.mean(0), atol=1e-12)
+    assert close(marginal(model, pred).mean, pred.mean.mean(0), atol=1e-12)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])

@@ -2,13 +2,14 @@
 losses actually train a model."""
 
 import math
+from dataclasses import fields
 
 import pytest
 import torch
 from torch.distributions import kl_divergence
 
 from npkit.data import SineSampler, make_sampler
-from npkit.models import build_model
+from npkit.models import MODELS, build_model
 from npkit.objectives import elbo, get_objective, iwae, ml, nll
 from npkit.tasks import Batch
 
@@ -28,7 +29,9 @@ NC, NT = 5, 20
 def make(name: str, **options):
     """A small float64 model; normal(0.5) weights make posteriors of different sets differ."""
     torch.manual_seed(0)
-    return build_model(name, **{**SMALL, "init": "normal", "init_std": 0.5, **options}).double()
+    known = {f.name for f in fields(MODELS[name].config_class)}
+    merged = {**SMALL, "init": "normal", "init_std": 0.5, **options}
+    return build_model(name, **{k: v for k, v in merged.items() if k in known}).double()
 
 
 def gp_batch(batch_size: int = 8, seed: int = 0) -> Batch:
@@ -358,7 +361,8 @@ def test_get_objective_rejects_a_mismatched_model():
 def train_losses(name: str, objective, steps: int = 300) -> torch.Tensor:
     """Per-step losses of plain Adam (lr 1e-3) on batches of 16 sine tasks."""
     torch.manual_seed(0)
-    model = build_model(name, hidden_dim=32, r_dim=32, z_dim=32, encoder_layers=3, decoder_layers=3)
+    latent = {"z_dim": 32} if MODELS[name].is_latent else {}
+    model = build_model(name, hidden_dim=32, r_dim=32, encoder_layers=3, decoder_layers=3, **latent)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     sampler, g = SineSampler(), torch.Generator().manual_seed(0)
     losses = []

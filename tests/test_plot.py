@@ -25,7 +25,8 @@ def batch():
 @pytest.fixture(scope="module", params=["cnp", "np"])
 def model(request):
     torch.manual_seed(0)
-    return build_model(request.param, hidden_dim=16, r_dim=16, z_dim=16)
+    latent = {"z_dim": 16} if request.param != "cnp" else {}
+    return build_model(request.param, hidden_dim=16, r_dim=16, **latent)
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -44,9 +45,7 @@ def test_plot_predictions(model, batch, tmp_path):
 
 
 def test_plot_predictions_more_tasks_than_batch_without_oracle(model, batch, tmp_path):
-    out = plot_predictions(
-        model, batch, tmp_path / "pred.png", num_tasks=5, grid_size=20, x_range=(-3, 3), oracle=False
-    )
+    out = plot_predictions(model, batch, tmp_path / "pred.png", num_tasks=5, grid_size=20, x_range=(-3, 3))
     check_png(out, width=1200, height=300)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from npkit.data import make_sampler
-from npkit.tasks import Batch
+from npkit.tasks import Batch, check_context, validated_inputs
 
 B, NC, NT, DX, DY = 2, 3, 4, 1, 2
 
@@ -182,14 +182,29 @@ def test_to_with_dtype_converts_floats_and_leaves_masks_bool():
     assert torch.equal(moved.mask_t, mask_t)
 
 
-def test_to_keeps_the_generating_gp():
-    batch = make_sampler("gp1d", kernel="periodic").sample(3, torch.Generator().manual_seed(0))
-    moved = batch.to("cpu")
-    assert moved.gp.kernel == "periodic"
-    assert torch.equal(moved.gp.scale, batch.gp.scale)
-    assert torch.equal(moved.gp.length, batch.gp.length)
-    assert torch.equal(moved.gp.period, batch.gp.period)
-    assert moved.gp.noise_std == batch.gp.noise_std
+def test_sample_with_truth_returns_the_same_batch_and_its_generating_gp():
+    sampler = make_sampler("gp1d", kernel="periodic")
+    batch, gp = sampler.sample_with_truth(3, torch.Generator().manual_seed(0))
+    again = sampler.sample(3, torch.Generator().manual_seed(0))
+    assert torch.equal(batch.yt, again.yt) and torch.equal(batch.xc, again.xc)
+    assert gp.kernel == "periodic" and gp.period.shape == (3,)
+
+
+def test_validated_inputs_skips_only_the_value_checks(monkeypatch):
+    """Inside validated_inputs (training steps, evaluation) no finiteness check runs: once per batch."""
+    calls = []
+    real = torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda t: calls.append(1) or real(t))
+    x = torch.zeros(2, 3, 1)
+    bad = x.clone()
+    bad[0, 0, 0] = float("nan")
+    with validated_inputs():
+        check_context(x, bad, x)  # values not checked: no error, no isfinite call
+        with pytest.raises(ValueError, match=r"xt must have shape"):
+            check_context(x, x, torch.zeros(2, 3))  # shape checks still run
+    assert calls == []
+    with pytest.raises(ValueError, match="yc contains NaN"):
+        check_context(x, bad, x)
 
 
 def test_mixed_dtypes_are_reported():

@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from npkit.checkpoint import CheckpointError, load_model
 from npkit.data import make_sampler
 from npkit.models import build_model
-from npkit.train import fit, latest_checkpoint, metrics_csv
+from npkit.runs import CheckpointError, latest_checkpoint, load_model, metrics_csv
+from npkit.train import fit
 
-SMALL = dict(hidden_dim=16, r_dim=16, z_dim=8)
+SMALL = dict(hidden_dim=16, r_dim=16)
 
 
 def small(name="np"):
     torch.manual_seed(0)
-    return build_model(name, **SMALL)
+    return build_model(name, **SMALL, **({} if name == "cnp" else {"z_dim": 8}))
 
 
 def params_equal(a, b):
@@ -95,7 +95,7 @@ def test_resume_refuses_another_model(tmp_path):
 
 
 def test_resume_without_checkpoint_is_reported(tmp_path):
-    with pytest.raises(CheckpointError, match="missing checkpoint file"):
+    with pytest.raises(CheckpointError, match=r"missing file .*latest\.json"):
         fit(small(), make_sampler("gp1d"), steps=2, run_dir=tmp_path, resume=True, progress=False)
 
 
@@ -105,13 +105,16 @@ def test_bad_train_options_are_reported(option, value):
         fit(small(), make_sampler("gp1d"), progress=False, **{option: value})
 
 
-def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync():
+def test_ddp_on_two_cpu_processes_keeps_ranks_in_sync_on_different_batches():
+    """Ranks end with equal parameters; catches ranks seeded alike (drawing the same batches)."""
     script = Path(__file__).with_name("ddp_check.py")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT")]
     assert lines, f"no result line; stderr:\n{result.stderr[-2000:]}"
-    diff, _, world = lines[0].split()[1:]
+    diff, _, world, draws, same = lines[0].split()[1:]
     assert float(diff) == 0.0 and int(world) == 2
+    assert int(draws) == 5  # every rank drew one batch per step (and no more)
+    assert int(same) == 0, f"the ranks drew the same batch at {same} of 5 steps"
 
 
 def test_bf16_mixed_precision_trains_with_float32_likelihoods():
@@ -127,3 +130,60 @@ def test_tensorboard_events_are_written_when_installed(tmp_path):
     pytest.importorskip("tensorboard")
     fit(small("cnp"), make_sampler("gp1d"), steps=4, log_every=2, run_dir=tmp_path, progress=False)
     assert list((tmp_path / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+
+
+# ----------------------------------------------------------------------------- gradient clipping
+# Adam's first step moves each parameter by lr * g / (|g| + eps): it ignores the scale of g unless
+# the gradient is comparable to eps (1e-8). Clipping the total norm to ~eps makes it visible.
+
+CLIP_LR = 1e-2
+
+
+def _one_step_of_fit(grad_clip):
+    """(parameters before, raw gradients, parameters after) of one constant-lr CPU step of fit on
+    a tiny CNP; the gradients are recorded as backward leaves them, before any clipping."""
+    torch.manual_seed(0)
+    model = build_model("cnp", hidden_dim=16, r_dim=16)
+    before = [p.detach().clone() for p in model.parameters()]
+    grads = {}
+    for i, p in enumerate(model.parameters()):
+        p.register_post_accumulate_grad_hook(lambda p, i=i: grads.__setitem__(i, p.grad.detach().clone()))
+    options = dict(grad_clip=grad_clip) if grad_clip is not None else {}
+    fit(model, make_sampler("gp1d"), steps=1, batch_size=4, lr=CLIP_LR, schedule="constant", seed=5,
+        accelerator="cpu", progress=False, **options)  # fmt: skip
+    return before, [grads[i] for i in range(len(before))], [p.detach().clone() for p in model.parameters()]
+
+
+def _clipped_adam_step(params, grads, grad_clip):
+    """One plain torch Adam step from ``params`` with ``grads`` clipped by clip_grad_norm_."""
+    params = [torch.nn.Parameter(p.clone()) for p in params]
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_norm=grad_clip)
+    torch.optim.Adam(params, lr=CLIP_LR).step()
+    return [p.detach() for p in params]
+
+
+def largest_change(a, b):
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+def test_tiny_grad_clip_shrinks_the_first_adam_step():
+    """Catches gradient clipping turned into a no-op (or max_norm ignored) in fit."""
+    before, _, clipped = _one_step_of_fit(grad_clip=1e-12)
+    _, _, free = _one_step_of_fit(grad_clip=None)
+    assert largest_change(free, before) > 0.5 * CLIP_LR  # unclipped: ~lr * sign(g)
+    assert largest_change(clipped, before) < 1e-3 * CLIP_LR  # |g| <= 1e-12 << eps: |step| <= 1e-4 lr
+
+
+def test_grad_clip_step_equals_a_manual_clip_grad_norm_adam_step():
+    """Catches gradient clipping dropped or applied with another max_norm than grad_clip."""
+    clip = 3e-8  # total norm comparable to Adam's eps, so the clipped step depends on the exact max_norm
+    before, grads, trained = _one_step_of_fit(grad_clip=clip)
+    assert torch.cat([g.flatten() for g in grads]).norm() > 1e3 * clip  # clipping is active
+    reference = _clipped_adam_step(before, grads, clip)
+    for got, want in zip(trained, reference):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    for other in (None, 2 * clip):  # the check tells the right clipping from none or another norm
+        assert largest_change(_clipped_adam_step(before, grads, other), reference) > 1e-2 * CLIP_LR

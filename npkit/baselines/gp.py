@@ -41,11 +41,12 @@ def gp_posterior(gp: TrueGP, xc: Tensor, yc: Tensor, xq: Tensor) -> Multivariate
     return MultivariateNormal(mean, covariance_matrix=cov)
 
 
-def oracle(batch: Batch, xq: Tensor) -> MultivariateNormal:
-    """The exact GP with the true per-task kernel and noise of ``batch`` (``batch.gp``)."""
-    if batch.gp is None:
-        raise ValueError("this batch has no generating GP (batch.gp is None): the oracle needs GP tasks")
-    return gp_posterior(batch.gp, batch.xc, batch.yc, xq)
+def oracle(batch: Batch, gp: TrueGP, xq: Tensor) -> MultivariateNormal:
+    """The exact GP with the true per-task kernel and noise ``gp`` that generated ``batch``
+    (``sampler.sample_with_truth`` returns both), conditioned on its context, at xq [B, Nq, Dx]."""
+    if not isinstance(gp, TrueGP):
+        raise ValueError(f"the oracle needs the generating TrueGP of the batch, got {type(gp).__name__}")
+    return gp_posterior(gp, batch.xc, batch.yc, xq)
 
 
 FIT_KERNELS = ["matern52", "periodic", "rbf", "weakly_periodic"]
@@ -165,9 +166,8 @@ def _best_restart(gp: TrueGP, score: Tensor) -> TrueGP:
     return TrueGP(gp.kernel, pick(gp.scale), pick(gp.length), pick(gp.period), pick(gp.noise_std))
 
 
-def fitted_gp(batch: Batch, xq: Tensor, steps: int = 100, restarts: int = 4) -> MultivariateNormal:
-    """Predictive at xq [B, Nq, Dx] of a GP fitted to ``batch``'s context (``fit_gp``), with the
-    generating kernel's family when ``batch.gp`` is known, else RBF. Float64, batch [B], event [Nq]."""
-    kernel = batch.gp.kernel if batch.gp is not None else "rbf"
+def fitted_gp(batch: Batch, xq: Tensor, kernel: str = "rbf", steps: int = 100, restarts: int = 4) -> MultivariateNormal:
+    """Predictive at xq [B, Nq, Dx] of a GP with kernel family ``kernel`` fitted to ``batch``'s
+    context (``fit_gp``). Float64, batch [B], event [Nq]."""
     gp = fit_gp(batch.xc, batch.yc, kernel=kernel, steps=steps, restarts=restarts)
     return gp_posterior(gp, batch.xc, batch.yc, xq)

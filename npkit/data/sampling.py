@@ -66,11 +66,15 @@ class FunctionSampler(ABC):
         """Sample one function per task at x [B, N, 1] (float64); return y [B, N, 1] and the
         generating GP (or None)."""
 
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+    def sample_with_truth(self, batch_size: int, generator: torch.Generator | None = None) -> tuple[Batch, object]:
+        """A batch and what generated it (a ``TrueGP`` for GP tasks, else None), for oracles."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         nc, nt = self.draw_counts(generator)
         x = uniform((batch_size, nc + nt, 1), *self.x_range, generator)
-        y, gp = self.functions(x, generator)
+        y, truth = self.functions(x, generator)
         x, y = x.float(), y.float()
-        return Batch(xc=x[:, :nc], yc=y[:, :nc], xt=x[:, nc:], yt=y[:, nc:], gp=gp)
+        return Batch(xc=x[:, :nc], yc=y[:, :nc], xt=x[:, nc:], yt=y[:, nc:]), truth
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        return self.sample_with_truth(batch_size, generator)[0]

@@ -1,9 +1,13 @@
-"""The Neural Process family behind one interface; ``build_model(name, **options)``."""
+"""The Neural Process family behind one interface; ``build_model(name, **options)``.
+
+A new family is one file on the base's seams plus one line in ``MODELS`` below (or a call to
+``register_model`` from user code); checkpoints save and load every registered family.
+"""
 
 from __future__ import annotations
 
-from npkit.models.anp import ANP
-from npkit.models.base import ModelConfig, NeuralProcess, mixture_over_samples
+from npkit.models.anp import ANP, ANPConfig
+from npkit.models.base import LatentConfig, ModelConfig, NeuralProcess
 from npkit.models.cnp import CNP
 from npkit.models.lnp import LatentCNP
 from npkit.models.np import NP
@@ -11,8 +15,16 @@ from npkit.models.np import NP
 MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, LatentCNP, NP, ANP)}
 
 
+def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
+    """Add a model family to ``MODELS`` under ``cls.name`` (usable as a class decorator)."""
+    if cls.name in MODELS and MODELS[cls.name] is not cls:
+        raise ValueError(f"a model named {cls.name!r} is already registered ({MODELS[cls.name].__name__})")
+    MODELS[cls.name] = cls
+    return cls
+
+
 def build_model(name: str, **options) -> NeuralProcess:
-    """Build model ``name`` (one of ``MODELS``) with ``ModelConfig`` options."""
+    """Build model ``name`` (one of ``MODELS``) with the options of its config class."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     return MODELS[name](**options)
@@ -23,9 +35,11 @@ __all__ = [
     "CNP",
     "MODELS",
     "NP",
+    "ANPConfig",
     "LatentCNP",
+    "LatentConfig",
     "ModelConfig",
     "NeuralProcess",
     "build_model",
-    "mixture_over_samples",
+    "register_model",
 ]

@@ -1,6 +1,49 @@
 """Attentive Neural Process (Kim et al. 2019)."""
 
-from npkit.models.base import AttentiveEncoder, LatentEncoder, ModelConfig, NeuralProcess
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from npkit.models.base import LatentConfig, LatentPath, NeuralProcess
+from npkit.nn import CrossAttentionEncoder
+
+
+@dataclass
+class ANPConfig(LatentConfig):
+    """Adds the attention sizes: self-attention blocks per path and heads (r_dim % num_heads == 0)."""
+
+    attention_layers: int = 2
+    num_heads: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (
+            isinstance(self.attention_layers, bool)
+            or not isinstance(self.attention_layers, int)
+            or self.attention_layers < 0
+        ):
+            raise ValueError(f"attention_layers must be an integer >= 0, got {self.attention_layers!r}")
+        if isinstance(self.num_heads, bool) or not isinstance(self.num_heads, int) or self.num_heads < 1:
+            raise ValueError(f"num_heads must be a positive integer, got {self.num_heads!r}")
+        if self.r_dim % self.num_heads:
+            raise ValueError(f"r_dim ({self.r_dim}) must be divisible by num_heads ({self.num_heads})")
+
+
+class AttentivePath(nn.Module):
+    """Self-attention over the context, then multi-head cross-attention from each target:
+    r_t = Attn(q = MLP(x_t), k = MLP(x_c), v = SelfAttn(MLP([x_c, y_c]))), [B, Nt, r_dim]."""
+
+    def __init__(self, cfg: ANPConfig) -> None:
+        super().__init__()
+        self.encoder = CrossAttentionEncoder(
+            cfg.x_dim, cfg.y_dim, cfg.hidden_dim, cfg.r_dim, cfg.encoder_layers, cfg.attention_layers, cfg.num_heads
+        )
+
+    def encode(self, xc: Tensor, yc: Tensor, mask: Tensor | None):
+        return self.encoder.encode(xc, yc, mask)
+
+    def forward(self, xt: Tensor, encoded) -> Tensor:
+        return self.encoder(xt, encoded)
 
 
 class ANP(NeuralProcess):
@@ -9,9 +52,10 @@ class ANP(NeuralProcess):
 
     name = "anp"
     is_latent = True
+    config_class = ANPConfig
 
-    def build_deterministic(self, cfg: ModelConfig) -> AttentiveEncoder:
-        return AttentiveEncoder(cfg)
+    def build_deterministic(self, cfg: ANPConfig) -> AttentivePath:
+        return AttentivePath(cfg)
 
-    def build_latent(self, cfg: ModelConfig) -> LatentEncoder:
-        return LatentEncoder(cfg, self_attention=True)
+    def build_latent(self, cfg: ANPConfig) -> LatentPath:
+        return LatentPath(cfg, cfg.attention_layers, cfg.num_heads)

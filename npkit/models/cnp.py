@@ -1,13 +1,14 @@
 """Conditional Neural Process (Garnelo et al. 2018a): mean-pooled encoder, Gaussian decoder."""
 
-from npkit.models.base import MeanEncoder, ModelConfig, NeuralProcess
+from npkit.models.base import MeanPath, ModelConfig, NeuralProcess
 
 
 class CNP(NeuralProcess):
-    """p(y_t | x_t, C) = N(mu, sigma)(MLP([x_t, r])), r = mean_i MLP([x_i, y_i])."""
+    """p(y_t | x_t, C) = likelihood(MLP([x_t, r])), r = mean_i MLP([x_i, y_i])."""
 
     name = "cnp"
     is_latent = False
+    config_class = ModelConfig
 
-    def build_deterministic(self, cfg: ModelConfig) -> MeanEncoder:
-        return MeanEncoder(cfg)
+    def build_deterministic(self, cfg: ModelConfig) -> MeanPath:
+        return MeanPath(cfg)

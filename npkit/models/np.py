@@ -1,6 +1,6 @@
 """Neural Process (Garnelo et al. 2018b) with both paths, as in Kim et al. 2019."""
 
-from npkit.models.base import LatentEncoder, MeanEncoder, ModelConfig, NeuralProcess
+from npkit.models.base import LatentConfig, LatentPath, MeanPath, NeuralProcess
 
 
 class NP(NeuralProcess):
@@ -8,9 +8,10 @@ class NP(NeuralProcess):
 
     name = "np"
     is_latent = True
+    config_class = LatentConfig
 
-    def build_deterministic(self, cfg: ModelConfig) -> MeanEncoder:
-        return MeanEncoder(cfg)
+    def build_deterministic(self, cfg: LatentConfig) -> MeanPath:
+        return MeanPath(cfg)
 
-    def build_latent(self, cfg: ModelConfig) -> LatentEncoder:
-        return LatentEncoder(cfg)
+    def build_latent(self, cfg: LatentConfig) -> LatentPath:
+        return LatentPath(cfg)

@@ -1,0 +1,118 @@
+"""The latent-sample axis, handled in one place.
+
+A latent model's prediction has batch [S, B, N] (one slice per sample of z), a deterministic
+model's has batch [B, N]. Code that consumes predictions goes through these functions and the
+Distribution API only (``mean``, ``variance``, ``log_prob``, ``sample``), so it works for any
+likelihood and any posterior:
+
+    per_sample(model, pred)   batch [S, B, N] (S = 1 for deterministic models)
+    marginal(model, pred)     batch [B, N]: the equal-weight mixture over the S samples
+    predict(model, xc, yc, xt, num_samples)          the per-point predictive p(y_t | x_t, C)
+    sample_functions(model, xc, yc, xt, num_samples)  [S, B, N, Dy] coherent function draws
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent
+
+
+class SampleMixture(Distribution):
+    """Equal-weight mixture over the leading (sample) axis of ``components`` (batch [S, *B]).
+
+    Batch [*B], same event. ``torch.distributions.MixtureSameFamily`` needs the mixture axis
+    rightmost and torch cannot move a distribution's batch axes, so this mixes over axis 0 using
+    only the components' Distribution API: any likelihood (Normal, Bernoulli, flows) works.
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, components: Distribution) -> None:
+        if len(components.batch_shape) < 1:
+            raise ValueError("components need a leading sample axis in their batch shape")
+        self.components = components
+        super().__init__(components.batch_shape[1:], components.event_shape, validate_args=False)
+
+    @property
+    def num_components(self) -> int:
+        return self.components.batch_shape[0]
+
+    @property
+    def support(self):
+        return self.components.support
+
+    @property
+    def mean(self) -> Tensor:
+        return self.components.mean.mean(0)
+
+    @property
+    def variance(self) -> Tensor:
+        """Law of total variance: E_s[Var_s] + Var_s[E_s]."""
+        means = self.components.mean
+        return self.components.variance.mean(0) + means.var(0, unbiased=False)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return torch.logsumexp(self.components.log_prob(value), 0) - math.log(self.num_components)
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        sample_shape = torch.Size(sample_shape)
+        draws = self.components.sample(sample_shape)  # [*shape, S, *B, *E]
+        axis = len(sample_shape)
+        pick = torch.randint(self.num_components, sample_shape + self.batch_shape, device=draws.device)
+        pick = pick.reshape(pick.shape + (1,) * len(self.event_shape)).unsqueeze(axis)
+        pick = pick.expand(sample_shape + (1,) + self.batch_shape + self.event_shape)
+        return draws.gather(axis, pick).squeeze(axis)
+
+    def cdf(self, value: Tensor) -> Tensor:
+        """Per-dimension CDF [*B, *E] of the mixture (components must expose one, see ``event_cdf``)."""
+        return event_cdf(self.components, value).mean(0)
+
+
+def event_cdf(dist: Distribution, value: Tensor) -> Tensor:
+    """Per-dimension CDF of ``value`` under ``dist`` (``Independent`` wrappers looked through):
+    shape batch + event. Raises ``NotImplementedError`` for distributions without a CDF."""
+    while isinstance(dist, Independent):
+        dist = dist.base_dist
+    if isinstance(dist, SampleMixture):
+        return dist.cdf(value)
+    return dist.cdf(value)
+
+
+def per_sample(model, pred: Distribution) -> Distribution:
+    """``pred`` with a leading sample axis: batch [S, B, N] (S = 1 for deterministic models)."""
+    return pred if model.is_latent else pred.expand(torch.Size([1]) + pred.batch_shape)
+
+
+def marginal(model, pred: Distribution) -> Distribution:
+    """The per-point predictive, batch [B, N]: the mixture over latent samples, or ``pred`` itself."""
+    return SampleMixture(pred) if model.is_latent else pred
+
+
+def predict(
+    model, xc: Tensor, yc: Tensor, xt: Tensor, num_samples: int = 50, mask_c: Tensor | None = None
+) -> Distribution:
+    """p(y_t | x_t, C) per point, batch [B, Nt], event [Dy]: for latent models the mixture over
+    ``num_samples`` z ~ p(z | C), for deterministic ones the model's own predictive."""
+    options = {"num_samples": num_samples} if model.is_latent else {}
+    return marginal(model, model(xc, yc, xt, mask_c=mask_c, **options))
+
+
+def sample_functions(
+    model, xc: Tensor, yc: Tensor, xt: Tensor, num_samples: int = 10, noise: bool = False, mask_c: Tensor | None = None
+) -> Tensor:
+    """``num_samples`` functions drawn jointly over the targets, [S, B, Nt, Dy].
+
+    Latent models: one z ~ p(z | C) per function, then the predictive mean (``noise=False``) or a
+    draw with observation noise. Deterministic models have no joint over targets: TypeError.
+    """
+    if not model.is_latent:
+        raise TypeError(
+            f"{type(model).__name__} predicts each target independently, so it has no function samples; "
+            "use predict(...).sample() for independent per-point draws"
+        )
+    pred = model(xc, yc, xt, num_samples=num_samples, mask_c=mask_c)
+    return pred.sample() if noise else pred.mean
