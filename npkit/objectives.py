@@ -75,9 +75,9 @@ def nll(model: NeuralProcess, batch: Batch, include_context: bool = True) -> Los
     return LossOutput(-log_lik, log_lik)
 
 
-def standard_normal_like(q: Distribution) -> Distribution:
-    """N(0, I) with the batch and event shape of q: the fixed prior of the ELBO."""
-    loc = torch.zeros_like(q.mean)
+def standard_normal_like(z: Tensor) -> Distribution:
+    """N(0, I) over one sample of z [S, B, z_dim]: batch [B], event [z_dim], the fixed prior of the ELBO."""
+    loc = torch.zeros_like(z[0])
     return Independent(Normal(loc, torch.ones_like(loc)), 1)
 
 
@@ -100,8 +100,8 @@ def elbo(
     check_num_samples(num_samples)
     x, y, mask, n = _scored(batch, include_context)
     q = model.posterior(batch.x, batch.y, batch.mask)
-    p = model.posterior(batch.xc, batch.yc, batch.mask_c) if prior == "conditional" else standard_normal_like(q)
     z = q.rsample((num_samples,))
+    p = model.posterior(batch.xc, batch.yc, batch.mask_c) if prior == "conditional" else standard_normal_like(z)
     pred = model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c)
     n = n.clamp_min(1.0)
     log_lik = _sum_points(pred.log_prob(y), mask).mean(0) / n  # [B]

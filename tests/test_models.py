@@ -536,3 +536,45 @@ def test_bad_num_samples_is_reported(bad):
     x = torch.zeros(2, 3, 1)
     with pytest.raises(ValueError, match="num_samples must be a positive integer"):
         model(x, x, x, num_samples=bad)
+
+
+# --------------------------------------------------------------------------- seams
+
+
+@pytest.mark.parametrize("name", ["lnp", "np", "anp"])
+def test_r_dim_sizes_the_latent_path(name):
+    count = lambda r: sum(p.numel() for p in build_model(name, hidden_dim=16, r_dim=r, z_dim=4).latent.parameters())
+    assert count(8) != count(16)
+    assert build_model(name, hidden_dim=16, r_dim=8, z_dim=4).latent.encoder.net[-1].out_features == 8
+
+
+def test_each_family_accepts_only_its_own_options():
+    with pytest.raises(ValueError, match=r"unknown model option\(s\) \['z_dim'\]"):
+        build_model("cnp", z_dim=4)
+    with pytest.raises(ValueError, match=r"unknown model option\(s\) \['num_heads'\]"):
+        build_model("np", num_heads=4)
+    assert MODELS["anp"].config_class(num_heads=4, r_dim=16).num_heads == 4
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        build_model("anp", r_dim=10, num_heads=4)
+
+
+def test_model_takes_only_its_own_config_class():
+    with pytest.raises(TypeError, match="takes a ANPConfig"):
+        MODELS["anp"](ModelConfig())
+
+
+def test_chunked_decoding_without_gradients_equals_one_pass(monkeypatch):
+    """Prediction without gradients decodes targets in chunks: same numbers, bounded memory."""
+    import npkit.models.base as base
+
+    for name in ALL:
+        model = make(name, double=True)
+        xc, yc, xt, _ = data(nt=37)
+        z = fixed_z(model, 3) if model.is_latent else None
+        whole = model(xc, yc, xt, z=z)
+        monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 16 * 5)  # 5 targets per chunk
+        with torch.no_grad():
+            chunked = model(xc, yc, xt, z=z)
+        monkeypatch.undo()
+        assert close(chunked.mean, whole.mean.detach(), atol=1e-12), name
+        assert close(chunked.stddev, whole.stddev.detach(), atol=1e-12), name

@@ -6,11 +6,11 @@ from dataclasses import fields
 
 import pytest
 import torch
-from torch.distributions import kl_divergence
+from torch.distributions import Independent, Normal, TransformedDistribution, kl_divergence
 
 from npkit.data import SineSampler, make_sampler
 from npkit.models import MODELS, build_model
-from npkit.objectives import elbo, get_objective, iwae, ml, nll
+from npkit.objectives import KLAnnealing, as_step_objective, elbo, get_objective, iwae, kl_per_dim, ml, nll
 from npkit.tasks import Batch
 
 LATENT = ["lnp", "np", "anp"]
@@ -400,3 +400,79 @@ def test_objectives_reject_zero_samples(objective):
     model, batch = make("np"), gp_batch()
     with pytest.raises(ValueError, match="num_samples must be a positive integer"):
         get_objective(objective, model, num_samples=0)(model, batch)
+
+
+# --------------------------------------------------------------------------- any posterior
+
+
+class FlowNP(MODELS["np"]):
+    """An NP whose posterior is its Gaussian followed by a planar flow (Pyro), for the KL tests."""
+
+    name = "np-planar-test"
+
+    def __init__(self, **options) -> None:
+        from pyro.distributions.transforms import Planar
+
+        super().__init__(**options)
+        self.flow = Planar(self.config.z_dim)
+        torch.nn.init.normal_(self.flow.u, std=1.0)
+        torch.nn.init.normal_(self.flow.w, std=1.0)
+
+    def posterior(self, xc, yc, mask=None):
+        return TransformedDistribution(super().posterior(xc, yc, mask), [self.flow])
+
+
+def test_elbo_kl_of_a_flow_posterior_matches_a_monte_carlo_reference():
+    """The KL of a flow-wrapped posterior to N(0, I) is estimated from the ELBO's samples, not taken
+    from the pre-flow Normal (which would be wrong) nor broadcast to [B, B]."""
+    torch.manual_seed(0)
+    model = FlowNP(**{k: v for k, v in SMALL.items() if k not in ("attention_layers", "num_heads")})
+    model = model.double()
+    batch = gp_batch(batch_size=4)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        out = elbo(model, batch, num_samples=4000, prior="fixed")
+        q = model.posterior(batch.x, batch.y)
+        z = q.sample((200_000,))
+        p = Independent(Normal(torch.zeros_like(z[0]), torch.ones_like(z[0])), 1)
+        per_task = (q.log_prob(z) - p.log_prob(z)).mean(0)  # [B]
+        reference = (per_task / (NC + NT)).mean()
+        pre_flow = kl_divergence(q.base_dist, p).mean() / (NC + NT)
+    assert out.kl.shape == ()
+    assert out.kl.item() == pytest.approx(reference.item(), rel=0.05)
+    assert abs(pre_flow.item() - reference.item()) > 0.2 * reference.item()  # the old answer differs
+
+
+def test_kl_per_dim_is_analytic_per_dimension_for_factorised_gaussians():
+    q = Independent(Normal(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 2.0]])), 1)
+    p = Independent(Normal(torch.zeros(1, 2), torch.ones(1, 2)), 1)
+    expected = torch.tensor([[0.0, 0.5 * (4 + 1 - 1) - math.log(2)]])
+    torch.testing.assert_close(kl_per_dim(q, p, torch.zeros(3, 1, 2)), expected)
+
+
+# --------------------------------------------------------------------------- step objectives
+
+
+def test_kl_annealing_weights_the_kl_linearly_in_the_step():
+    model, batch = make("np"), gp_batch()
+    annealed = KLAnnealing(warmup_steps=10, num_samples=2)
+    for step, beta in ((0, 0.0), (5, 0.5), (10, 1.0), (50, 1.0)):
+        torch.manual_seed(3)
+        got = annealed(model, batch, step)
+        torch.manual_seed(3)
+        want = elbo(model, batch, num_samples=2, beta=beta)
+        assert got.loss.item() == pytest.approx(want.loss.item(), rel=1e-12), step
+
+
+def test_as_step_objective_passes_the_step_only_to_callables_that_take_it():
+    model, batch = make("cnp"), gp_batch()
+    seen = []
+    with_step = as_step_objective(lambda m, b, step: seen.append(step) or nll(m, b), model)
+    without = as_step_objective(lambda m, b: nll(m, b).loss, model)
+    assert with_step(model, batch, 7).loss.item() == pytest.approx(nll(model, batch).loss.item())
+    assert seen == [7]
+    assert without(model, batch, 7).log_lik is None  # a bare tensor becomes a LossOutput
+    with pytest.raises(TypeError, match="LossOutput or a scalar tensor"):
+        as_step_objective(lambda m, b: 1.0, model)(model, batch, 0)
+    with pytest.raises(ValueError, match="objective_options apply to named objectives"):
+        as_step_objective(lambda m, b: 0, model, num_samples=3)

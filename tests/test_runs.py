@@ -82,3 +82,46 @@ def test_edited_config_is_rejected_with_the_reason(saved, section, key, value, m
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=message):
         load_model(folder)
+
+
+def test_a_newly_registered_family_saves_and_loads_without_changes_to_npkit(tmp_path):
+    """A model family defined outside npkit (one class on the base's seams) round-trips."""
+    from dataclasses import dataclass
+
+    from npkit.models import NeuralProcess, register_model
+    from npkit.models.base import MeanPath, ModelConfig
+
+    @dataclass
+    class WideConfig(ModelConfig):
+        extra_width: int = 3
+
+    class TwoPathCNP(NeuralProcess):
+        name = "two-path-test"
+        is_latent = False
+        config_class = WideConfig
+
+        def build_deterministic(self, cfg):
+            return MeanPath(cfg)
+
+    register_model(TwoPathCNP)
+    try:
+        torch.manual_seed(0)
+        model = build_model("two-path-test", hidden_dim=8, r_dim=8, extra_width=5)
+        loaded = load_model(save_model(model, tmp_path / "m"))
+        assert type(loaded) is TwoPathCNP and loaded.config.extra_width == 5
+        x = torch.randn(2, 3, 1)
+        torch.testing.assert_close(loaded(x, x, x).mean, model(x, x, x).mean)
+    finally:
+        MODELS.pop("two-path-test")
+
+
+def test_non_finite_weights_are_refused_on_load(saved):
+    model, folder = saved
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    key = next(iter(state))
+    state[key].view(-1)[0] = float("nan")
+    from safetensors.torch import save_file
+
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=rf"{key} holds NaN or inf"):
+        load_model(folder)

@@ -209,7 +209,8 @@ class NeuralProcess(nn.Module):
     # ---------------------------------------------------------------- the interface
 
     def posterior(self, xc: Tensor, yc: Tensor, mask: Tensor | None = None) -> Distribution:
-        """Distribution of z given a set: batch [B], event [z_dim]."""
+        """Distribution of z given a set: batch [B], event [z_dim]. Predictions and objectives draw
+        z from here, so a subclass may return any distribution (e.g. a flow around it)."""
         if self.latent is None:
             raise TypeError(f"{type(self).__name__} has no latent variable, so no posterior")
         self._check(xc, yc, None, mask)
@@ -238,7 +239,7 @@ class NeuralProcess(nn.Module):
                 raise TypeError(f"{type(self).__name__} has no latent variable: z must be None")
         elif z is None:
             samples = check_num_samples(self.config.num_samples if num_samples is None else num_samples)
-            z = self.latent(xc, yc, mask_c).rsample((samples,))
+            z = self.posterior(xc, yc, mask_c).rsample((samples,))
         elif z.dim() != 3 or z.shape[1:] != (xt.shape[0], self.config.z_dim):
             expected = f"[num_samples, {xt.shape[0]}, {self.config.z_dim}]"
             raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
