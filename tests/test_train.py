@@ -187,3 +187,35 @@ def test_grad_clip_step_equals_a_manual_clip_grad_norm_adam_step():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
     for other in (None, 2 * clip):  # the check tells the right clipping from none or another norm
         assert largest_change(_clipped_adam_step(before, grads, other), reference) > 1e-2 * CLIP_LR
+
+
+# --- objectives and callbacks
+
+
+def test_fit_calls_a_step_objective_with_each_step_and_logs_callback_values():
+    """A step-dependent objective and a logged diagnostic need no edit of fit."""
+    from npkit.objectives import nll
+
+    model = small("cnp")
+    steps_seen = []
+
+    def objective(m, batch, step):
+        steps_seen.append(step)
+        return nll(m, batch)
+
+    def callback(step, m, out):
+        return {"diag/step_squared": float(step**2)} if step % 2 == 0 else None
+
+    history = fit(model, make_sampler("sine"), objective, steps=5, log_every=100, progress=False, callbacks=[callback])
+    assert steps_seen == [0, 1, 2, 3, 4]
+    logged = {row["step"]: row.get("diag/step_squared") for row in history}
+    assert logged[2] == 4.0 and logged[4] == 16.0
+    assert 1 not in logged and 3 not in logged  # nothing else to log at odd steps
+
+
+def test_fit_with_kl_annealing_starts_from_the_pure_likelihood():
+    from npkit.objectives import KLAnnealing
+
+    model = small("np")
+    history = fit(model, make_sampler("sine"), KLAnnealing(1000), steps=1, log_every=1, progress=False)
+    assert history[0]["train/loss"] == pytest.approx(-history[0]["train/log_lik"], rel=1e-6)
