@@ -15,6 +15,7 @@ def test_readme_python_example_runs(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GP oracle" in result.stdout and (tmp_path / "predictions.png").is_file()
+    assert (tmp_path / "my-anp" / "model.safetensors").is_file()
 
 
 def test_public_functions_are_functions_even_after_their_modules_load():
