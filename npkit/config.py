@@ -5,32 +5,33 @@ A configuration has five sections::
     model:     {name: np, hidden_dim: 128, ...}      -> npkit.models.build_model
     data:      {name: gp1d, kernel: rbf, ...}         -> npkit.data.make_sampler
     objective: {name: elbo, num_samples: 4, ...}      -> npkit.objectives.get_objective
-    train:     {steps: 2000, lr: 5e-4, ...}           -> npkit.train.TrainConfig
-    eval:      {kernels: [rbf, matern52, periodic], num_batches: 100, ...}
+    train:     {steps: 2000, lr: 5e-4, ...}           -> npkit.settings.TrainConfig
+    eval:      {kernels: [rbf, matern52, periodic], num_batches: 100, ...} -> npkit.settings.EvalConfig
+    plot:      {num_tasks: 4, num_samples: 10, seed: 0}                    -> npkit.settings.PlotConfig
+
+Loading or overriding a config checks the train, eval and plot sections against their dataclasses
+(unknown keys, value types, value ranges); ``section_config`` builds them. Model and data options
+are checked by the command line before it starts work (their classes need torch).
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from npkit.options import from_options
+from npkit.settings import EvalConfig, PlotConfig, TrainConfig
+
 PRESET_DIR = Path(__file__).parent / "configs"
 SECTIONS = ("model", "data", "objective", "train", "eval", "plot")
-EVAL_DEFAULTS = {
-    "kernels": None,
-    "num_batches": 50,
-    "batch_size": 16,
-    "seed": 1234,
-    "num_samples": 50,
-    "gp_fitted": True,
-    "fit_steps": 100,
-    "fit_restarts": 4,
-}
-PLOT_DEFAULTS = {"num_tasks": 4, "num_samples": 10, "seed": 0}
+SECTION_CONFIGS = {"train": TrainConfig, "eval": EvalConfig, "plot": PlotConfig}
+EVAL_DEFAULTS = asdict(EvalConfig())
+PLOT_DEFAULTS = asdict(PlotConfig())
 
 
 class _Loader(yaml.SafeLoader):
@@ -67,27 +68,42 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
     return complete(config, source=str(path))
 
 
-def complete(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Check the sections and fill eval/plot defaults."""
+def complete(config: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Check the sections (the train/eval/plot options against :data:`SECTION_CONFIGS`) and fill
+    eval/plot defaults. Errors name ``source`` (the file), when given."""
+    where = source or "config"
     if not isinstance(config, dict):
-        raise ValueError(f"{source} must be a mapping of sections {list(SECTIONS)}")
+        raise ValueError(f"{where} must be a mapping of sections {list(SECTIONS)}")
     unknown = set(config) - set(SECTIONS)
     if unknown:
-        raise ValueError(f"{source}: unknown section(s) {sorted(unknown)}; expected {list(SECTIONS)}")
+        raise ValueError(f"{where}: unknown section(s) {sorted(unknown)}; expected {list(SECTIONS)}")
     config = copy.deepcopy(config)
     for section in SECTIONS:
         config.setdefault(section, {})
         if not isinstance(config[section], dict):
-            raise ValueError(f"{source}: section {section!r} must be a mapping")
+            raise ValueError(f"{where}: section {section!r} must be a mapping")
     for name in ("model", "data"):
         if "name" not in config[name]:
-            raise ValueError(f"{source}: {name}.name is required")
+            raise ValueError(f"{where}: {name}.name is required")
     config["objective"].setdefault("name", "auto")
     config["eval"] = {**EVAL_DEFAULTS, **config["eval"]}
     config["plot"] = {**PLOT_DEFAULTS, **config["plot"]}
-    if config["eval"]["kernels"] is None:
+    for section in SECTION_CONFIGS:
+        try:
+            section_config(config, section)
+        except ValueError as err:
+            if source is None:
+                raise
+            raise ValueError(f"{source}: {err}") from err
+    if config["eval"]["kernels"] is None:  # after the check: data.kernel is the data section's to check
         config["eval"]["kernels"] = [config["data"].get("kernel")] if "kernel" in config["data"] else [None]
     return config
+
+
+def section_config(config: dict[str, Any], section: str) -> TrainConfig | EvalConfig | PlotConfig:
+    """The settings dataclass of ``section`` ("train", "eval" or "plot"), checked: unknown keys,
+    value types and ranges raise a ``ValueError`` naming ``section.key``."""
+    return from_options(SECTION_CONFIGS[section], config[section], section, qualify=True)
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

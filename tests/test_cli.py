@@ -7,13 +7,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 
 import pytest
 import torch
+import yaml
 
 from npkit.cli import main
-from npkit.config import apply_overrides, load_config, presets
-from npkit.runs import load_model
+from npkit.config import apply_overrides, load_config, presets, section_config
+from npkit.data import KERNELS
+from npkit.models import MODELS
+from npkit.runs import RUN_CONFIG, load_model
+from npkit.settings import EvalConfig, PlotConfig, TrainConfig
 
 TINY_SETS = ("model.hidden_dim=16", "model.r_dim=16", "model.z_dim=4")
 TINY = [f"--set={s}" for s in TINY_SETS]
@@ -71,6 +76,95 @@ def test_bad_arguments_exit_2_with_a_clear_message(tmp_path, capsys, argv, messa
     argv = [str(tmp_path / a) if a == "X" else a for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def _keys(cls) -> list[str]:
+    return sorted(f.name for f in fields(cls))
+
+
+# --set values that every command must refuse before it starts work, with the one line it prints.
+BAD_SETS = [
+    (
+        "eval.num_batchs=2",
+        f"unknown eval option(s) ['num_batchs'] (did you mean 'num_batches'?); expected some of {_keys(EvalConfig)}",
+    ),
+    (
+        "plot.num_task=2",
+        f"unknown plot option(s) ['num_task'] (did you mean 'num_tasks'?); expected some of {_keys(PlotConfig)}",
+    ),
+    ("train.nonsense=1", f"unknown train option(s) ['nonsense']; expected some of {_keys(TrainConfig)}"),
+    (
+        "model.hiden_dim=16",
+        "unknown model option(s) ['hiden_dim'] (did you mean 'hidden_dim'?); "
+        f"expected some of {_keys(MODELS['np'].config_class)}",
+    ),
+    ("data.noise_std=abc", "data.noise_std must be a float, got 'abc'"),
+    ("train.lr=abc", "train.lr must be a float, got 'abc'"),
+    ("train.steps=2.5", "train.steps must be an integer, got 2.5"),
+    ("train.progress=1", "train.progress must be a bool, got 1"),
+    ("model.hidden_dim=true", "model.hidden_dim must be an integer, got True"),
+    ("model.hidden_dim=0", "model.hidden_dim must be a positive integer, got 0"),
+    ("plot.num_tasks=0", "plot.num_tasks must be a positive integer, got 0"),
+    ("eval.num_batches=0", "eval.num_batches must be a positive integer, got 0"),
+    (
+        "eval.kernels=rbf",
+        "eval.kernels must be a list of strings/None or None, got 'rbf' (a one-element list is written [rbf])",
+    ),
+    (
+        "eval.kernels=[rbf, cosine]",
+        f"eval.kernels has unknown kernel(s) ['cosine']; expected some of {sorted(KERNELS)}",
+    ),
+]
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    """A run folder with its config but no model: commands must stop at the config."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / RUN_CONFIG).write_text(yaml.safe_dump(load_config("quickstart"), sort_keys=False))
+    return run
+
+
+@pytest.mark.parametrize("setting, message", BAD_SETS)
+@pytest.mark.parametrize("command", ["train", "eval", "plot"])
+def test_a_bad_set_stops_every_command_with_one_line(tmp_path, capsys, run_folder, command, setting, message):
+    new_run = tmp_path / "new-run"
+    if command == "train":
+        argv = ["train", "quickstart", "--run-dir", new_run, "--set=train.steps=1", "--set=train.progress=false", *TINY]
+    else:
+        argv = [command, run_folder]
+    assert main([str(a) for a in argv] + [f"--set={setting}"]) == 2
+    assert capsys.readouterr().err == f"npkit {command}: error: {message}\n"  # one line, no traceback
+    assert not new_run.exists()  # train stopped before it made the run folder
+
+
+def test_a_config_file_with_an_unknown_key_is_named(tmp_path, capsys):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: {name: cnp}\ndata: {name: sine}\nplot: {num_task: 2}\n")
+    assert main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    expected = f"unknown plot option(s) ['num_task'] (did you mean 'num_tasks'?); expected some of {_keys(PlotConfig)}"
+    assert capsys.readouterr().err == f"npkit train: error: {path}: {expected}\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_overrides_are_checked_when_applied():
+    with pytest.raises(ValueError, match=r"^unknown eval option\(s\) \['num_batchs'\]"):
+        apply_overrides(load_config("quickstart"), ["eval.num_batchs=2"])
+    with pytest.raises(ValueError, match=r"^plot\.num_tasks must be a positive integer, got 0$"):
+        apply_overrides(load_config("quickstart"), ["plot.num_tasks=0"])
+    with pytest.raises(ValueError, match=r"^train\.lr must be a float, got 'abc'$"):
+        apply_overrides(load_config("quickstart"), ["train.lr=abc"])
+
+
+def test_section_config_gives_the_settings_dataclasses():
+    config = apply_overrides(load_config("quickstart"), ["eval.num_batches=3", "plot.seed=5", "train.lr=1"])
+    evaluation = section_config(config, "eval")
+    assert isinstance(evaluation, EvalConfig) and evaluation.num_batches == 3
+    assert evaluation.kernels == ["rbf", "matern52", "periodic"]
+    assert section_config(config, "plot") == PlotConfig(seed=5)
+    assert section_config(config, "train").lr == 1  # an int is a float
+    assert section_config(load_config("sine-cnp"), "eval").kernels == [None]  # the preset's own tasks
 
 
 def test_overrides_parse_yaml_values():

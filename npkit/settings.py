@@ -1,0 +1,111 @@
+"""The settings of the run-config sections ``train``, ``eval`` and ``plot``: validated dataclasses.
+
+Importing this module does not import torch, so ``npkit.config`` checks these sections when a
+config is loaded or overridden (``EvalConfig`` imports ``npkit.data`` only to check kernel names).
+Build them from a dict with ``from_dict``, which refuses unknown keys and wrongly typed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from npkit.options import check_positive_ints, from_options
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings of ``npkit.train.fit``. ``schedule_steps`` is the cosine horizon (default:
+    ``steps``). ``accelerator``, ``devices``, ``strategy`` and ``precision`` go to Lightning
+    Fabric: "auto" uses a GPU when one is present, else the CPU; ``devices=2, strategy="ddp"``
+    runs DDP. ``threads``: torch intra-op threads per process (None: ``$NPKIT_THREADS``, else 1;
+    the small networks of NPs gain little from more, and more collapse on shared cores)."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 5e-4
+    schedule: str = "cosine"
+    schedule_steps: int | None = None
+    grad_clip: float | None = None
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int | None = None
+    eval_batches: int = 8
+    eval_samples: int = 16
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, ("steps", "batch_size", "log_every", "eval_batches", "eval_samples"))
+        check_positive_ints(self, ("checkpoint_every", "keep_checkpoints"))
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.threads is not None:
+            check_positive_ints(self, ("threads",))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        return from_options(cls, values, "train")
+
+
+@dataclass
+class EvalConfig:
+    """``npkit eval``: per kernel, ``num_batches`` batches of ``batch_size`` tasks drawn with
+    ``seed`` (which also seeds the latent samples), ``num_samples`` z samples per prediction;
+    beside the model the GP oracle and, with ``gp_fitted``, a GP fitted per task by
+    ``fit_steps`` Adam steps (0: GPyTorch's defaults) from ``fit_restarts`` starts.
+    ``kernels``: the GP kernels (names in ``npkit.data.KERNELS``) to evaluate on in turn, None
+    in the list for the data preset's own; ``kernels=None`` uses the data section's kernel
+    (``npkit.config`` fills it in when a config is loaded)."""
+
+    kernels: list[str | None] | None = None
+    num_batches: int = 50
+    batch_size: int = 16
+    seed: int = 1234
+    num_samples: int = 50
+    gp_fitted: bool = True
+    fit_steps: int = 100
+    fit_restarts: int = 4
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, ("num_batches", "batch_size", "num_samples", "fit_restarts"))
+        if isinstance(self.fit_steps, bool) or not isinstance(self.fit_steps, int) or self.fit_steps < 0:
+            raise ValueError(f"fit_steps must be an integer >= 0, got {self.fit_steps!r}")
+        if self.kernels is not None:
+            if not isinstance(self.kernels, (list, tuple)) or not self.kernels:
+                raise ValueError(f"kernels must be a non-empty list of kernel names (or None), got {self.kernels!r}")
+            from npkit.data import KERNELS
+
+            unknown = [k for k in self.kernels if k is not None and k not in KERNELS]
+            if unknown:
+                raise ValueError(f"kernels has unknown kernel(s) {unknown}; expected some of {sorted(KERNELS)}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EvalConfig:
+        return from_options(cls, values, "eval")
+
+
+@dataclass
+class PlotConfig:
+    """``npkit plot``: ``num_tasks`` tasks per evaluation kernel, each with ``num_samples``
+    function samples of latent models, all drawn with ``seed``."""
+
+    num_tasks: int = 4
+    num_samples: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, ("num_tasks", "num_samples"))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PlotConfig:
+        return from_options(cls, values, "plot")
