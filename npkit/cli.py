@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from npkit.config import apply_overrides, load_config, presets, split_section
+from npkit.config import apply_overrides, load_config, presets, section_config, split_section
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def _run_config(run_dir: Path, overrides: list[str]) -> dict:
     path = run_dir / RUN_CONFIG
     if not path.is_file():
         raise ValueError(f"{run_dir} is not an npkit run folder (no {RUN_CONFIG}); train one with `npkit train`")
-    return apply_overrides(load_config(path), overrides)
+    return _checked(apply_overrides(load_config(path), overrides))
 
 
 def _sampler(config: dict, kernel: str | None = None):
@@ -45,6 +45,28 @@ def _sampler(config: dict, kernel: str | None = None):
     if kernel is not None:
         options["kernel"] = kernel
     return make_sampler(name, **options)
+
+
+def _checked(config: dict) -> dict:
+    """``config`` once its data and model options are checked (names, types, values) and the
+    samplers of its evaluation kernels build, so that a bad value stops a command before it
+    starts work. (``npkit.config`` checks the train, eval and plot sections; these need torch.)"""
+    from npkit.data import PRESETS
+    from npkit.models import MODELS
+    from npkit.options import check_options, from_options
+
+    data, data_options = split_section(config["data"])
+    if data in PRESETS:  # else make_sampler names the presets
+        data_options.pop("kernel", None)  # make_sampler checks the kernel
+        check_options(type(PRESETS[data]()), data_options, "data")
+    _sampler(config)
+    for kernel in section_config(config, "eval").kernels:
+        _sampler(config, kernel)
+    name, options = split_section(config["model"])
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+    from_options(MODELS[name].config_class, options, "model", qualify=True)
+    return config
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -60,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise ValueError("give a config preset or YAML file (or --resume with an existing --run-dir)")
         if (run_dir / "checkpoints").exists():
             raise ValueError(f"{run_dir} already holds a run; use --resume to continue it or pick another --run-dir")
-        config = apply_overrides(load_config(args.config), args.overrides)
+        config = _checked(apply_overrides(load_config(args.config), args.overrides))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     import torch
@@ -85,25 +107,25 @@ def cmd_eval(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir)
     config = _run_config(run_dir, args.overrides)
     model = load_trained(run_dir)
-    ev = config["eval"]
+    ev = section_config(config, "eval")
     data_name = config["data"]["name"]
     results: dict[str, dict] = {}
-    for kernel in ev["kernels"]:
+    for kernel in ev.kernels:
         sampler = _sampler(config, kernel)
-        evalset = cached_eval_set(sampler, ev["num_batches"], ev["batch_size"], ev["seed"], args.cache_dir)
+        evalset = cached_eval_set(sampler, ev.num_batches, ev.batch_size, ev.seed, args.cache_dir)
         label = kernel or data_name
-        torch.manual_seed(ev["seed"])  # the latent samples too: the same run gives the same numbers
-        results[f"{model.name} [{label}]"] = evaluate(model, evalset, num_samples=ev["num_samples"], progress=True)
+        torch.manual_seed(ev.seed)  # the latent samples too: the same run gives the same numbers
+        results[f"{model.name} [{label}]"] = evaluate(model, evalset, num_samples=ev.num_samples, progress=True)
         if evalset.gps is not None:
             results[f"GP oracle [{label}]"] = evaluate_gp(evalset, "oracle")
-            if ev["gp_fitted"]:
+            if ev.gp_fitted:
                 results[f"GP fitted [{label}]"] = evaluate_gp(
-                    evalset, "fitted", fit_steps=ev["fit_steps"], fit_restarts=ev["fit_restarts"], progress=True
+                    evalset, "fitted", fit_steps=ev.fit_steps, fit_restarts=ev.fit_restarts, progress=True
                 )
     table = format_table(results)
     header = (
-        f"{data_name}: {ev['num_batches']} batches x {ev['batch_size']} tasks per kernel, seed {ev['seed']}, "
-        f"{ev['num_samples']} latent samples; tar_ll = per-point marginal, tar_ll_joint = joint / Nt"
+        f"{data_name}: {ev.num_batches} batches x {ev.batch_size} tasks per kernel, seed {ev.seed}, "
+        f"{ev.num_samples} latent samples; tar_ll = per-point marginal, tar_ll_joint = joint / Nt"
     )
     print(header + "\n" + table)
     (run_dir / "metrics.json").write_text(json.dumps({"protocol": header, "results": results}, indent=2))
@@ -116,37 +138,52 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
     from npkit.models import build_model
     from npkit.plot import plot_predictions, plot_prior_samples, plot_training_curves
-    from npkit.runs import load_trained, metrics_csv
+    from npkit.runs import CheckpointError, checkpoint_state, latest_checkpoint, load_trained, metrics_csv
 
     run_dir = Path(args.run_dir)
     config = _run_config(run_dir, args.overrides)
     out = run_dir / "figures"
-    pl = config["plot"]
+    pl = section_config(config, "plot")
     model = load_trained(run_dir)
+    name, options = split_section(config["model"])
+    data = config["data"]["name"]
+    trained_on = f"{data}/{config['data']['kernel']}" if config["data"].get("kernel") else data
+    try:  # the step of the plotted model: its checkpoint's (the final export is written at the last one)
+        steps = int(checkpoint_state(latest_checkpoint(run_dir))["step"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        steps = int(config["train"].get("steps", 0))
+    trained = f"after {steps:,} training steps on {trained_on}"
     written = []
     for kernel in config["eval"]["kernels"]:
         sampler = _sampler(config, kernel)
-        generator = torch.Generator().manual_seed(pl["seed"])
-        batch, truth = sampler.sample_with_truth(pl["num_tasks"], generator)
+        generator = torch.Generator().manual_seed(pl.seed)
+        batch, truth = sampler.sample_with_truth(pl.num_tasks, generator)
+        tasks = f"{kernel} GP tasks" if kernel else f"{data} tasks"
         written.append(
             plot_predictions(
                 model,
                 batch,
-                out / f"predictions-{kernel or config['data']['name']}.png",
-                num_tasks=pl["num_tasks"],
-                num_samples=pl["num_samples"],
+                out / f"predictions-{kernel or data}.png",
+                num_tasks=pl.num_tasks,
+                num_samples=pl.num_samples,
                 gp=truth,
-                seed=pl["seed"],
+                seed=pl.seed,
+                title=f"{name} {trained}: predictions on {tasks}",
+                label=name,
             )
         )
     torch.manual_seed(config["train"].get("seed", 0))
-    name, options = split_section(config["model"])
     x_range = getattr(_sampler(config), "x_range", (-2.0, 2.0))
     untrained = build_model(name, **options)
-    for prior_model, file in ((untrained, "prior-untrained.png"), (model, "prior-trained.png")):
-        written.append(plot_prior_samples(prior_model, out / file, x_range=x_range, seed=pl["seed"]))
+    priors = (
+        (untrained, "prior-untrained.png", f"{name} prior\nuntrained"),
+        (model, "prior-trained.png", f"{name} prior\n{trained}"),
+    )
+    for prior_model, file, title in priors:
+        written.append(plot_prior_samples(prior_model, out / file, x_range=x_range, seed=pl.seed, title=title))
     if metrics_csv(run_dir).is_file():
-        written.append(plot_training_curves(metrics_csv(run_dir), out / "training-curves.png"))
+        title = f"{name} training curves: {steps:,} steps on {trained_on}"
+        written.append(plot_training_curves(metrics_csv(run_dir), out / "training-curves.png", title=title))
     for path in written:
         print(f"wrote {path}")
 

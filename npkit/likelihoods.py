@@ -22,6 +22,23 @@ def at_least_float32(t: Tensor) -> Tensor:
     return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
+class PointwiseIndependent(Independent):
+    """``Independent`` over the output dimension whose ``log_prob`` refuses a value that would
+    broadcast silently: the value must end with the distribution's last two batch dimensions and
+    its event shape ([..., N, y_dim]); leading batch dimensions (latent samples) may be omitted."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        full = self.batch_shape + self.event_shape
+        needed = min(len(self.batch_shape), 2) + len(self.event_shape)
+        if value.dim() < needed or value.dim() > len(full) or value.shape != full[len(full) - value.dim() :]:
+            expected = "[" + ", ".join(str(n) for n in full[len(full) - needed :]) + "]"
+            raise ValueError(
+                f"y has shape {list(value.shape)}, but this prediction is for points of shape {expected} "
+                f"([..., n_points, y_dim]); pass the targets that match xt"
+            )
+        return super().log_prob(value)
+
+
 class Likelihood(ABC):
     """Base: ``num_params(y_dim)`` parameters per point, ``__call__(params)`` the distribution."""
 
@@ -55,9 +72,9 @@ class Gaussian(Likelihood):
     def __call__(self, params: Tensor) -> Distribution:
         params = at_least_float32(params)
         if self.fixed_sigma is not None:
-            return Independent(Normal(params, torch.full_like(params, self.fixed_sigma)), 1)
+            return PointwiseIndependent(Normal(params, torch.full_like(params, self.fixed_sigma)), 1)
         mu, raw = params.chunk(2, dim=-1)
-        return Independent(Normal(mu, self.min_sigma + (1 - self.min_sigma) * F.softplus(raw)), 1)
+        return PointwiseIndependent(Normal(mu, self.min_sigma + (1 - self.min_sigma) * F.softplus(raw)), 1)
 
 
 class Bernoulli(Likelihood):
@@ -69,7 +86,7 @@ class Bernoulli(Likelihood):
         return y_dim
 
     def __call__(self, params: Tensor) -> Distribution:
-        return Independent(BernoulliDist(logits=at_least_float32(params)), 1)
+        return PointwiseIndependent(BernoulliDist(logits=at_least_float32(params)), 1)
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {c.name: c for c in (Gaussian, Bernoulli)}

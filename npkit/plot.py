@@ -1,14 +1,17 @@
 """PNG figures: model predictions on 1D tasks, prior samples, training curves.
 
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas, so no pyplot state
-or interactive backend is involved. Every function returns the path it wrote.
+or interactive backend is involved. Each ``plot_*`` function writes a PNG and returns its path;
+the ``*_figure`` function behind it returns the ``Figure`` itself (for notebooks and tests).
+Every figure has a title (``title``: say which model, data and training steps it shows) and
+labelled axes.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +29,13 @@ from npkit.tasks import Batch
 
 DPI = 100
 PANEL_SIZE = (4.0, 3.0)  # inches per subplot
+MODEL_COLOR, ORACLE_COLOR = "C0", "C3"
+ORACLE_POINTS_PER_FEATURE = 8  # oracle grid points per smallest feature of the GP's functions
+MAX_ORACLE_GRID = 2000  # ~5 points per pixel of a 4-inch panel at 100 dpi
+ORACLE_CHUNK = 256  # grid points per exact-GP solve (only the marginals are drawn)
+SMOOTHING = 0.9  # EMA weight of the training curves
+MIN_SMOOTH_POINTS = 20  # shorter series (periodic evaluations) are drawn raw
+RAW_ALPHA = 0.25  # the unsmoothed values, drawn faint behind the EMA
 
 
 def _figure(num_panels: int, max_cols: int) -> tuple[Figure, list[Axes]]:
@@ -49,17 +59,20 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def _mean_and_band(
-    ax: Axes, x: Tensor, mean: Tensor, std: Tensor, color: str, label: str, dashed: bool = False
+    ax: Axes,
+    x: Tensor,
+    mean: Tensor,
+    std: Tensor,
+    color: str,
+    label: str,
+    lw: float = 1.5,
+    band_alpha: float = 0.2,
+    zorder: float = 2,
 ) -> None:
-    """Plot mean [N] over x [N] with a 2-sigma band: shaded, or dashed edges when ``dashed``."""
+    """Plot mean [N] over x [N] with a shaded 2-sigma band."""
     x, mean, std = x.cpu(), mean.cpu(), std.cpu()
-    style = "--" if dashed else "-"
-    ax.plot(x, mean, style, color=color, lw=1.5, label=label)
-    if dashed:
-        ax.plot(x, mean - 2 * std, style, color=color, lw=0.8)
-        ax.plot(x, mean + 2 * std, style, color=color, lw=0.8)
-    else:
-        ax.fill_between(x, mean - 2 * std, mean + 2 * std, color=color, alpha=0.2, lw=0)
+    ax.fill_between(x, mean - 2 * std, mean + 2 * std, color=color, alpha=band_alpha, lw=0, zorder=zorder)
+    ax.plot(x, mean, "-", color=color, lw=lw, label=label, zorder=zorder + 0.5)
 
 
 def _check_1d(model: NeuralProcess) -> None:
@@ -84,28 +97,56 @@ def _predicting(model: NeuralProcess, seed: int) -> Iterator[torch.device]:
         model.train(was_training)
 
 
-def plot_predictions(
+def oracle_grid_size(gp: TrueGP, x_range: tuple[float, float], minimum: int = 200) -> int:
+    """Grid points to draw the exact GP over ``x_range``: ``ORACLE_POINTS_PER_FEATURE`` per smallest
+    feature of its functions, at least ``minimum`` and at most ``MAX_ORACLE_GRID``.
+
+    The feature is the length scale; a periodic factor ``exp(-2 sin^2(pi d / p) / l^2)`` varies
+    over ``p l / (2 pi)`` (``l`` capped at 1; ``l = 1`` for weakly periodic kernels), so periodic
+    GPs with short periods get a much denser grid than RBF ones.
+    """
+    feature = gp.length.double()
+    if gp.period is not None:
+        relative = gp.length.double().clamp(max=1.0) if gp.kernel == "periodic" else 1.0
+        feature = torch.minimum(feature, gp.period.double() * relative / (2 * math.pi))
+    points = math.ceil((x_range[1] - x_range[0]) * ORACLE_POINTS_PER_FEATURE / feature.min().item()) + 1
+    return max(minimum, min(points, MAX_ORACLE_GRID))
+
+
+def _oracle_marginals(gp: TrueGP, xc: Tensor, yc: Tensor, grid: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and std [B, G] of the exact GP's predictive at grid [G], solved in chunks of the grid
+    (each point's marginal does not depend on the other query points)."""
+    means, stds = [], []
+    for chunk in grid.to(xc.device).split(ORACLE_CHUNK):
+        post = gp_posterior(gp, xc, yc, chunk[None, :, None].expand(xc.shape[0], -1, -1))
+        means.append(post.mean)
+        stds.append(post.variance.sqrt())
+    return torch.cat(means, -1).float().cpu(), torch.cat(stds, -1).float().cpu()
+
+
+def _label_axes(ax: Axes, xlabel: str = "x", ylabel: str = "y") -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def predictions_figure(
     model: NeuralProcess,
     batch: Batch,
-    path: str | Path,
     num_tasks: int = 4,
     num_samples: int = 10,
     grid_size: int = 200,
     x_range: tuple[float, float] | None = None,
     gp: TrueGP | None = None,
     seed: int = 0,
-) -> Path:
-    """One panel per task (the first ``num_tasks``): the predictive on a grid of ``grid_size``
-    inputs over ``x_range`` (default: the batch's inputs padded by 10%), context and targets.
-
-    Deterministic models: mean and 2-sigma band. Latent models: ``num_samples`` function samples
-    (one z each, thin lines) and the mean and 2-sigma band of their mixture. With ``gp``, the GP
-    that generated the batch (``sampler.sample_with_truth``), the exact GP's mean and 2-sigma
-    band are drawn dashed.
-    """
+    title: str | None = None,
+    label: str | None = None,
+    oracle_grid: int | None = None,
+) -> Figure:
+    """The figure of :func:`plot_predictions`."""
     _check_1d(model)
     if num_tasks < 1:
         raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
+    label = label or model.name
     n = min(num_tasks, batch.batch_size)
     if x_range is None:
         lo, hi = batch.x[:n].min().item(), batch.x[:n].max().item()
@@ -124,37 +165,104 @@ def plot_predictions(
     # the oracle conditions on every context point, so it is skipped for ragged (masked) batches
     truth = None
     if gp is not None and batch.mask_c is None:
-        grid_b = grid.to(batch.xc.device)[None, :, None].expand(batch.batch_size, -1, -1)
-        truth = gp_posterior(gp, batch.xc, batch.yc, grid_b)  # batch [B], event [G]
+        size = oracle_grid or oracle_grid_size(gp, x_range, minimum=grid_size)
+        fine = torch.linspace(*x_range, size, dtype=torch.float64)  # [F]
+        truth = _oracle_marginals(gp, batch.xc, batch.yc, fine)  # ([B, F], [B, F])
 
     fig, axes = _figure(n, max_cols=4)
     for i, ax in enumerate(axes):
-        if model.is_latent:
+        if truth is not None:  # thin and light, under the model
+            _mean_and_band(ax, fine, truth[0][i], truth[1][i], ORACLE_COLOR, "GP oracle", 0.7, 0.12, zorder=1)
+        if model.is_latent:  # function samples exist for latent models only
             for s in range(samples.shape[0]):
-                ax.plot(grid, samples[s, i], color="C0", lw=0.6, alpha=0.5, label="samples" if s == 0 else None)
-        _mean_and_band(ax, grid, mean[i], std[i], "C0", type(model).__name__)
-        if truth is not None:
-            _mean_and_band(
-                ax, grid, truth.mean[i].float(), truth.variance[i].sqrt().float(), "C3", "GP oracle", dashed=True
-            )
+                ax.plot(grid, samples[s, i], color=MODEL_COLOR, lw=0.6, alpha=0.5, label="samples" if s == 0 else None)
+        _mean_and_band(ax, grid, mean[i], std[i], MODEL_COLOR, f"{label} mean ± 2 std", zorder=2)
         keep_c = slice(None) if batch.mask_c is None else batch.mask_c[i].cpu()
         keep_t = slice(None) if batch.mask_t is None else batch.mask_t[i].cpu()
         xc, yc = batch.xc[i, keep_c, 0].cpu(), batch.yc[i, keep_c, 0].cpu()
         if batch.yt is not None:
-            ax.plot(
-                batch.xt[i, keep_t, 0].cpu(),
-                batch.yt[i, keep_t, 0].cpu(),
-                "o",
-                ms=3,
-                mfc="none",
-                mec="grey",
-                label="targets",
-            )
-        ax.plot(xc, yc, "ko", ms=4, label="context")
-        ax.set_title(f"task {i}: Nc = {xc.shape[0]}")
+            xt, yt = batch.xt[i, keep_t, 0].cpu(), batch.yt[i, keep_t, 0].cpu()
+            ax.plot(xt, yt, "o", ms=3, mfc="none", mec="grey", label="targets", zorder=4)
+        ax.plot(xc, yc, "ko", ms=4, label="context", zorder=5)
+        ax.set_title(f"task {i}: Nc = {xc.shape[0]}{_hyper_parameters(gp, i)}", fontsize="medium")
         ax.set_xlim(*x_range)
-    axes[0].legend(fontsize="small")
-    return _save(fig, path)
+        _label_axes(ax)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize="small")
+    fig.suptitle(title or f"{label}: predictions")
+    return fig
+
+
+def _hyper_parameters(gp: TrueGP | None, i: int) -> str:
+    """``, l = 0.23[, p = 0.31]`` for task ``i`` of ``gp`` (empty without one)."""
+    if gp is None or i >= gp.length.shape[0]:
+        return ""
+    text = f", l = {gp.length[i].item():.2f}"
+    return text if gp.period is None else text + f", p = {gp.period[i].item():.2f}"
+
+
+def plot_predictions(
+    model: NeuralProcess,
+    batch: Batch,
+    path: str | Path,
+    num_tasks: int = 4,
+    num_samples: int = 10,
+    grid_size: int = 200,
+    x_range: tuple[float, float] | None = None,
+    gp: TrueGP | None = None,
+    seed: int = 0,
+    title: str | None = None,
+    label: str | None = None,
+    oracle_grid: int | None = None,
+) -> Path:
+    """One panel per task (the first ``num_tasks``): the predictive on a grid of ``grid_size``
+    inputs over ``x_range`` (default: the batch's inputs padded by 10%), context and targets.
+
+    Deterministic models: mean and 2-sigma band. Latent models: ``num_samples`` function samples
+    (one z each, thin lines) and the mean and 2-sigma band of their mixture. With ``gp``, the GP
+    that generated the batch (``sampler.sample_with_truth``), the exact GP's mean and 2-sigma
+    band are drawn thin and light in red, on a grid of ``oracle_grid`` points (default:
+    :func:`oracle_grid_size`, dense enough for short periods). ``title`` heads the figure (say
+    the model, data and training steps; default ``"<label>: predictions"``); ``label`` names the
+    model in the legend (default ``model.name``). Returns ``path``.
+    """
+    figure = predictions_figure(
+        model, batch, num_tasks, num_samples, grid_size, x_range, gp, seed, title, label, oracle_grid
+    )
+    return _save(figure, path)
+
+
+def prior_figure(
+    model: NeuralProcess,
+    num_samples: int = 8,
+    x_range: tuple[float, float] = (-2, 2),
+    grid_size: int = 200,
+    seed: int = 0,
+    title: str | None = None,
+) -> Figure:
+    """The figure of :func:`plot_prior_samples`."""
+    _check_1d(model)
+    grid = torch.linspace(*x_range, grid_size)  # [G]
+    with _predicting(model, seed) as device:
+        empty = torch.zeros(1, 0, 1, device=device)
+        pred = model(empty, empty, grid.to(device)[None, :, None], num_samples=num_samples)
+    components = per_sample(model, pred)  # batch [S, 1, G]
+
+    fig, (ax,) = _figure(1, max_cols=1)
+    if model.is_latent:  # function samples exist for latent models only
+        samples = components.mean[:, 0, :, 0].cpu()  # [S, G]
+        for s in range(samples.shape[0]):
+            ax.plot(grid, samples[s], lw=1)
+        ax.set_title(f"{samples.shape[0]} function samples, empty context", fontsize="medium")
+    else:
+        marginal = SampleMixture(components)  # batch [1, G]
+        _mean_and_band(ax, grid, marginal.mean[0, :, 0], marginal.stddev[0, :, 0], MODEL_COLOR, "mean ± 2 std")
+        ax.set_title("predictive, empty context", fontsize="medium")
+        ax.legend(fontsize="small")
+    ax.set_xlim(*x_range)
+    _label_axes(ax)
+    fig.suptitle(title or f"{model.name}: prior")
+    return fig
 
 
 def plot_prior_samples(
@@ -164,28 +272,13 @@ def plot_prior_samples(
     x_range: tuple[float, float] = (-2, 2),
     grid_size: int = 200,
     seed: int = 0,
+    title: str | None = None,
 ) -> Path:
     """The predictive given an empty context (xc, yc of shape [1, 0, 1]), e.g. of an untrained
     model: ``num_samples`` function samples (one z each) for latent models, the mean and 2-sigma
-    band for deterministic ones."""
-    _check_1d(model)
-    grid = torch.linspace(*x_range, grid_size)  # [G]
-    with _predicting(model, seed) as device:
-        empty = torch.zeros(1, 0, 1, device=device)
-        pred = model(empty, empty, grid.to(device)[None, :, None], num_samples=num_samples)
-    means, stds = pred.mean[..., 0, :, 0].cpu(), pred.stddev[..., 0, :, 0].cpu()  # [(S,) G]
-
-    fig, (ax,) = _figure(1, max_cols=1)
-    if model.is_latent:
-        for s in range(means.shape[0]):
-            ax.plot(grid, means[s], lw=1)
-        ax.set_title(f"{type(model).__name__}: {num_samples} prior function samples")
-    else:
-        _mean_and_band(ax, grid, means, stds, "C0", "mean ± 2 std")
-        ax.set_title(f"{type(model).__name__}: prior predictive")
-        ax.legend(fontsize="small")
-    ax.set_xlim(*x_range)
-    return _save(fig, path)
+    band for deterministic ones. ``title`` heads the figure: say whether the model is untrained
+    or after how many steps (default ``"<model.name>: prior"``). Returns ``path``."""
+    return _save(prior_figure(model, num_samples, x_range, grid_size, seed, title), path)
 
 
 def read_metrics(csv_path: str | Path) -> dict[str, tuple[list[int], list[float]]]:
@@ -225,14 +318,52 @@ def read_metrics(csv_path: str | Path) -> dict[str, tuple[list[int], list[float]
     return metrics
 
 
-def plot_training_curves(csv_path: str | Path, path: str | Path) -> Path:
-    """One panel per numeric metric column of ``csv_path`` (see :func:`read_metrics`), x = step."""
+def ema(values: Sequence[float], smoothing: float = SMOOTHING) -> list[float]:
+    """Exponential moving average: ``s_0 = v_0``, ``s_t = smoothing s_{t-1} + (1 - smoothing) v_t``."""
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else smoothing * out[-1] + (1 - smoothing) * v)
+    return out
+
+
+def _monotone(values: Sequence[float]) -> bool:
+    """Never decreasing or never increasing (a schedule such as the learning rate, not noise)."""
+    steps = [b - a for a, b in zip(values, values[1:])]
+    return all(d >= 0 for d in steps) or all(d <= 0 for d in steps)
+
+
+def training_curves_figure(csv_path: str | Path, title: str | None = None, smoothing: float = SMOOTHING) -> Figure:
+    """The figure of :func:`plot_training_curves`."""
     metrics = read_metrics(csv_path)
     if not metrics:
         raise ValueError(f"{csv_path} has no numeric metric columns besides 'step'")
     fig, axes = _figure(len(metrics), max_cols=3)
     for ax, (name, (steps, values)) in zip(axes, metrics.items()):
-        ax.plot(steps, values, ".-", ms=3, lw=1)
-        ax.set_title(name)
-        ax.set_xlabel("step")
-    return _save(fig, path)
+        few = len(values) < MIN_SMOOTH_POINTS
+        if smoothing > 0 and not few and not _monotone(values):
+            ax.plot(steps, values, "-", color=MODEL_COLOR, lw=0.8, alpha=RAW_ALPHA, label="raw")
+            ax.plot(steps, ema(values, smoothing), "-", color=MODEL_COLOR, lw=1.5, label=f"EMA ({smoothing:g})")
+            ax.legend(fontsize="small")
+        else:  # evaluations (few points) and schedules (monotone) are drawn as they are
+            ax.plot(steps, values, ".-" if few else "-", color=MODEL_COLOR, ms=4, lw=1)
+        ax.set_title(name, fontsize="medium")
+        _label_axes(ax, "step", name)
+    last = max(steps[-1] for steps, _ in metrics.values())
+    fig.suptitle(title or f"training curves, {last:,} steps")
+    return fig
+
+
+def plot_training_curves(
+    csv_path: str | Path, path: str | Path, title: str | None = None, smoothing: float = SMOOTHING
+) -> Path:
+    """One panel per numeric metric column of ``csv_path`` (see :func:`read_metrics`), x = step.
+
+    Noisy series (at least ``MIN_SMOOTH_POINTS`` values, not monotone) are drawn as an
+    exponential moving average (:func:`ema`, weight ``smoothing``; 0 turns it off) over the raw
+    values, drawn faint; shorter ones (evaluations) as points, schedules (lr) as they are.
+    ``title`` heads the figure (say the model, data and steps; default ``"training curves,
+    <last step> steps"``). Returns ``path``.
+    """
+    return _save(training_curves_figure(csv_path, title, smoothing), path)

@@ -5,6 +5,7 @@
       checkpoints/step-00001000/        model.safetensors + config.json (a model export),
                                         optimizer.safetensors + state.json (the loop state)
       checkpoints/latest.json           points at the newest complete checkpoint; written last
+      .lock                             held (flock) by the one process that trains in the folder
       logs/version_0/metrics.csv        the CSV log (tensorboard/ beside it when installed)
       model/                            the final model export
       figures/, metrics.json, metrics.txt
@@ -18,7 +19,11 @@ intact; nothing is ever unpickled.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,63 @@ RUN_CONFIG = "config.yaml"
 
 class CheckpointError(FileError):
     """A checkpoint is missing, corrupt, or incompatible with what is asked of it."""
+
+
+class RunLockedError(ValueError):
+    """Another process is training in the run folder."""
+
+
+_HELD: dict[Path, tuple[int, int]] = {}  # run folder -> (fd, depth) of the locks this process holds
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[Path]:
+    """Hold the run folder's exclusive lock for the life of a train or resume.
+
+    The lock is an ``flock`` on ``run_dir/.lock``: the OS releases it when the process dies, so
+    a kill -9 never leaves a stale lock. A second writer is refused with a ``RunLockedError``
+    naming the folder and the holder's pid. Re-entrant within one process (the CLI and ``fit``
+    both take it). Readers (eval, plot) need no lock: every file is replaced atomically.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file; give a folder")
+    key = run_dir.resolve()
+    if key in _HELD:
+        fd, depth = _HELD[key]
+        _HELD[key] = (fd, depth + 1)
+        try:
+            yield run_dir
+        finally:
+            fd, depth = _HELD[key]
+            _HELD[key] = (fd, depth - 1)
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunLockedError(
+            f"{run_dir} is in use by another npkit run (pid {holder}); wait for it to finish or pick another --run-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD[key] = (fd, 1)
+    try:
+        yield run_dir
+    finally:
+        fd, depth = _HELD.pop(key)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether a folder already holds (part of) a run: settings, checkpoints, logs or a model."""
+    run_dir = Path(run_dir)
+    return any((run_dir / part).exists() for part in (RUN_CONFIG, "checkpoints", "logs", "model"))
 
 
 def checkpoints_dir(run_dir: str | Path) -> Path:
@@ -143,16 +205,48 @@ def save_checkpoint(
     ``latest.json`` at it; prune all but the newest ``keep``."""
     root = checkpoints_dir(run_dir)
     folder = root / f"step-{step:08d}"
-    save_model(model, folder)
+    staging = root / f".{folder.name}.partial{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_model(model, staging)
     tensors, groups = _optimizer_tensors(optimizer)
-    write_tensors(folder / "optimizer.safetensors", tensors)
+    write_tensors(staging / "optimizer.safetensors", tensors)
     scheduler_state = scheduler.state_dict() if scheduler else None
     loop = {"format": FORMAT, "version": VERSION, "step": step, "optimizer": groups, "scheduler": scheduler_state}
-    write_json(folder / "state.json", {**state, **loop})
+    write_json(staging / "state.json", {**state, **loop})
+    if folder.exists():  # a stale folder of the same step (left by a killed run); never latest's target
+        shutil.rmtree(folder)
+    os.replace(staging, folder)
     write_json(root / "latest.json", {"format": FORMAT, "version": VERSION, "step": step, "path": folder.name})
-    for old in sorted(root.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    prune_checkpoints(run_dir, keep)
     return folder
+
+
+def _step_of(folder: Path) -> int | None:
+    try:
+        return int(folder.name.removeprefix("step-"))
+    except ValueError:
+        return None
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Keep the checkpoint ``latest.json`` points at and the ``keep - 1`` newest older ones.
+
+    Folders newer than the latest (left by a killed run, or by a run resumed with another
+    checkpoint interval) and half-written staging folders are removed: they are never resumed
+    from. Nothing is removed when ``latest.json`` cannot be read.
+    """
+    root = checkpoints_dir(run_dir)
+    try:
+        latest = _step_of(latest_checkpoint(run_dir))
+    except CheckpointError:
+        return
+    folders = {s: f for f in root.glob("step-*") if f.is_dir() and (s := _step_of(f)) is not None}
+    older = sorted(s for s in folders if s < latest)
+    doomed = [folders[s] for s in folders if s > latest]
+    doomed += [folders[s] for s in older[: max(0, len(older) - (keep - 1))]]
+    doomed += [f for f in root.glob(".step-*.partial*") if not f.name.endswith(f"partial{os.getpid()}")]
+    for folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path:
@@ -166,8 +260,16 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
 
 
 def checkpoint_state(folder: Path) -> dict[str, Any]:
-    """The loop state saved with a checkpoint (step, settings, objective, ...)."""
-    return read_meta(folder / "state.json")
+    """The loop state saved with a checkpoint (step, settings, objective, ...), checked for the
+    keys a resume needs."""
+    path = folder / "state.json"
+    state = read_meta(path)
+    missing = [k for k in ("step", "optimizer", "scheduler", "train") if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks {missing}; the checkpoint is incomplete, resume from another one")
+    if isinstance(state["step"], bool) or not isinstance(state["step"], int) or state["step"] < 0:
+        raise CheckpointError(f"{path}: step must be an integer >= 0, got {state['step']!r}")
+    return state
 
 
 def restore_checkpoint(folder: Path, model: NeuralProcess, optimizer, scheduler) -> dict[str, Any]:

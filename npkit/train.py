@@ -11,9 +11,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+import os
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,70 +28,50 @@ from tqdm.auto import tqdm
 from npkit.data.sampling import TaskSampler
 from npkit.models import NeuralProcess
 from npkit.objectives import LossOutput, StepObjective, as_step_objective
-from npkit.options import from_options
 from npkit.runs import (
     CheckpointError,
     checkpoint_state,
     latest_checkpoint,
     metrics_csv,
     model_dir,
+    prune_checkpoints,
+    read_meta,
     restore_checkpoint,
+    run_lock,
     save_checkpoint,
     save_model,
 )
+from npkit.settings import TrainConfig
 from npkit.tasks import Batch, validated_inputs
 
-# Settings that change the trajectory: a resumed run must use the same values.
-TRAJECTORY = ("batch_size", "lr", "schedule", "schedule_steps", "grad_clip", "seed")
+# Settings that change the trajectory: a resumed run must use the same values (and the same
+# cosine horizon, see ``horizon``).
+TRAJECTORY = ("batch_size", "lr", "schedule", "grad_clip", "seed", "precision")
 
 
-@dataclass
-class TrainConfig:
-    """Loop settings. ``schedule_steps`` is the cosine horizon (default: ``steps``).
-    ``accelerator``, ``devices``, ``strategy`` and ``precision`` go to Lightning Fabric: "auto"
-    uses a GPU when one is present, else the CPU; ``devices=2, strategy="ddp"`` runs DDP."""
+def default_threads() -> int:
+    """Torch threads for training: ``$NPKIT_THREADS`` if set, else 1 (see ``TrainConfig.threads``)."""
+    value = os.environ.get("NPKIT_THREADS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"NPKIT_THREADS must be a positive integer, got {value!r}")
+    return int(value)
 
-    steps: int = 1000
-    batch_size: int = 16
-    lr: float = 5e-4
-    schedule: str = "cosine"
-    schedule_steps: int | None = None
-    grad_clip: float | None = None
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int | None = None
-    eval_batches: int = 8
-    eval_samples: int = 16
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    progress: bool = True
 
-    def __post_init__(self) -> None:
-        for f in (
-            "steps",
-            "batch_size",
-            "log_every",
-            "eval_batches",
-            "eval_samples",
-            "checkpoint_every",
-            "keep_checkpoints",
-        ):
-            if not isinstance(getattr(self, f), int) or getattr(self, f) < 1:
-                raise ValueError(f"{f} must be a positive integer, got {getattr(self, f)!r}")
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+class CosineSchedule:
+    """Learning-rate factor 0.5 (1 + cos(pi u)), u = (step - start) / (end - start) clamped to
+    [0, 1]: from 1 at ``start`` to 0 at ``end``, and 0 after it (never climbing again). A class,
+    not a lambda, so ``LambdaLR.state_dict`` saves ``start`` and ``end`` with the checkpoint."""
 
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        return from_options(cls, values, "train")
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+
+    def __call__(self, step: int) -> float:
+        u = min(max((step - self.start) / max(self.end - self.start, 1), 0.0), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * u))
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; ``str()`` says how to resume."""
 
 
 class LossModule(nn.Module):
@@ -145,12 +129,63 @@ def _loggers(run_dir: Path | None, resume_step: int | None) -> list:
     return loggers
 
 
-def _check_resumable(state: dict[str, Any], cfg: TrainConfig, folder: Path) -> None:
-    """Refuse to resume with settings that change the trajectory."""
-    saved = state.get("train", {})
-    differs = {k: (saved.get(k), getattr(cfg, k)) for k in TRAJECTORY if saved.get(k) != getattr(cfg, k)}
+def check_resume(
+    folder: Path, model: NeuralProcess, cfg: TrainConfig, objective: str, objective_options: dict, data: TaskSampler
+) -> dict[str, Any]:
+    """The state of checkpoint ``folder`` if the run can continue from it with these settings;
+    otherwise a ``CheckpointError`` listing every setting that would change the trajectory."""
+    state = checkpoint_state(folder)
+    saved = state["train"]
+    differs = {f"train.{k}": (saved.get(k), getattr(cfg, k)) for k in TRAJECTORY if saved.get(k) != getattr(cfg, k)}
+    saved_horizon = _schedule_end(state)
+    horizon = cfg.schedule_steps or cfg.steps
+    if cfg.schedule == "cosine" and saved_horizon != horizon:
+        differs["cosine horizon (train.schedule_steps or train.steps)"] = (saved_horizon, horizon)
+    now = {"objective": objective, "objective_options": objective_options, "data": repr(data)}
+    differs |= {k: (state.get(k), v) for k, v in now.items() if state.get(k) != v}
+    meta = read_meta(folder / "config.json")
+    saved_config, config = meta.get("config") or {}, model.config.to_dict()
+    if meta.get("model") != model.name:
+        differs["model"] = (meta.get("model"), model.name)
+    else:
+        keys = sorted(k for k in {*saved_config, *config} if saved_config.get(k) != config.get(k))
+        differs |= {f"model.{k}": (saved_config.get(k), config.get(k)) for k in keys}
     if differs:
-        raise CheckpointError(f"cannot resume from {folder}: settings differ (saved, now): {differs}")
+        lines = "; ".join(f"{k}: saved {old!r}, now {new!r}" for k, (old, new) in differs.items())
+        hint = ""
+        if any(k.startswith("cosine horizon") for k in differs):
+            hint = (
+                f" (to train longer, keep the old horizon with --set train.schedule_steps={saved_horizon}, "
+                "or pass --extend to restart the cosine schedule over the remaining steps)"
+            )
+        raise CheckpointError(f"cannot resume from {folder}: settings differ: {lines}{hint}")
+    return state
+
+
+@contextmanager
+def _stop_requests() -> Iterator[list[int]]:
+    """Collect SIGINT/SIGTERM into a list instead of dying mid-step (main thread only), so the
+    loop can save a checkpoint first; the previous handlers are restored afterwards."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_accelerator(cfg: TrainConfig) -> None:
+    """One clear line for a device this machine does not have (instead of Lightning's traceback)."""
+    if cfg.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.accelerator={cfg.accelerator} but no CUDA GPU is available here; use auto or cpu")
+    if cfg.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("train.accelerator=mps but MPS is not available here; use auto or cpu")
 
 
 def fit(
@@ -161,6 +196,7 @@ def fit(
     config: TrainConfig | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
+    extend: bool = False,
     callbacks: Sequence[Callback] = (),
     **options,
 ) -> list[dict[str, float]]:
@@ -172,38 +208,24 @@ def fit(
     ``LossOutput`` or a scalar tensor. ``callbacks``: callables ``(step, model, output)`` run
     after every optimiser step; a dict they return is logged at that step (rank 0).
     ``options`` override ``TrainConfig`` fields (``fit(model, data, steps=2000, lr=1e-3)``).
-    With ``run_dir``, writes CSV (and TensorBoard) logs, checkpoints and the final model to
-    ``run_dir/model``; ``resume=True`` continues from its latest checkpoint.
-    """
-    from lightning_fabric import Fabric
 
+    With ``run_dir``, holds the folder's lock (``npkit.runs.run_lock``) and writes CSV (and
+    TensorBoard) logs, checkpoints and the final model to ``run_dir/model``; ``resume=True``
+    continues from its latest checkpoint after checking that no setting changes the trajectory
+    (``check_resume``); ``extend=True`` allows more steps and restarts the cosine schedule from
+    ``lr`` over the remaining steps. SIGINT/SIGTERM save a checkpoint, then raise
+    ``TrainingInterrupted``. A resumed run is bit-identical to an uninterrupted one on the same
+    hardware with the same thread count.
+    """
     cfg = TrainConfig.from_dict({**(asdict(config) if config else {}), **options})
     objective_options = dict(objective_options or {})
     loss_fn = as_step_objective(objective, model, **objective_options)
-    run_dir = Path(run_dir) if run_dir is not None else None
+    _check_accelerator(cfg)
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run_dir to resume from")
-
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    resume_state = checkpoint_state(checkpoint) if checkpoint else None
-    if resume_state is not None:
-        _check_resumable(resume_state, cfg, checkpoint)
-    fabric = Fabric(
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        precision=cfg.precision,
-        loggers=_loggers(run_dir, resume_state["step"] if resume_state else None),
-    )
-    fabric.launch()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = None
-    if cfg.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.schedule_steps or cfg.steps)
-    module, optimizer = fabric.setup(LossModule(model, loss_fn), optimizer)
-    start = int(restore_checkpoint(checkpoint, model, optimizer, scheduler)["step"]) if checkpoint else 0
-
-    evaluation = eval_set(data, cfg) if cfg.eval_every else []
+    if extend and not resume:
+        raise ValueError("extend=True continues a run: pass resume=True too")
+    torch.set_num_threads(cfg.threads or default_threads())
     objective_name = objective if isinstance(objective, str) else getattr(objective, "__qualname__", repr(objective))
     run_state = {
         "train": asdict(cfg),
@@ -211,6 +233,66 @@ def fit(
         "objective_options": objective_options,
         "data": repr(data),
     }
+    if run_dir is None:
+        return _train(model, data, loss_fn, cfg, None, None, run_state, extend, callbacks)
+    from lightning_fabric.utilities.rank_zero import rank_zero_only  # lazily: importing it takes ~1 s
+
+    with run_lock(run_dir) if rank_zero_only.rank == 0 else nullcontext():
+        checkpoint = None
+        if resume:
+            checkpoint = latest_checkpoint(run_dir)
+            prune_checkpoints(run_dir, cfg.keep_checkpoints)  # half-written folders of a killed run
+            saved_end = _schedule_end(checkpoint_state(checkpoint))
+            checked = replace(cfg, schedule_steps=None, steps=saved_end) if extend else cfg
+            check_resume(checkpoint, model, checked, objective_name, objective_options, data)
+        return _train(model, data, loss_fn, cfg, Path(run_dir), checkpoint, run_state, extend, callbacks)
+
+
+def _schedule_end(state: dict[str, Any]) -> int:
+    """The step at which the cosine schedule of a saved run ends (later for an extended run)."""
+    return state.get("schedule_end") or state["train"].get("schedule_steps") or state["train"]["steps"]
+
+
+def _train(
+    model: NeuralProcess,
+    data: TaskSampler,
+    loss_fn: StepObjective,
+    cfg: TrainConfig,
+    run_dir: Path | None,
+    checkpoint: Path | None,
+    run_state: dict[str, Any],
+    extend: bool,
+    callbacks: Sequence[Callback],
+) -> list[dict[str, float]]:
+    """The loop of :func:`fit`, once settings and the resume point are checked."""
+    from lightning_fabric import Fabric
+
+    fabric = Fabric(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        loggers=_loggers(run_dir, checkpoint_state(checkpoint)["step"] if checkpoint else None),
+    )
+    fabric.launch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = None
+    if cfg.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineSchedule(0, cfg.schedule_steps or cfg.steps))
+    module, optimizer = fabric.setup(LossModule(model, loss_fn), optimizer)
+    start = int(restore_checkpoint(checkpoint, model, optimizer, scheduler)["step"]) if checkpoint else 0
+    schedule_end = cfg.schedule_steps or cfg.steps
+    if checkpoint is not None:
+        schedule_end = _schedule_end(checkpoint_state(checkpoint))
+        if extend and scheduler is not None and cfg.steps > start:
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] = cfg.lr
+            restart = CosineSchedule(start, cfg.steps)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, restart, last_epoch=start - 1)
+            schedule_end = cfg.steps
+    run_state = {**run_state, "schedule_end": schedule_end}
+
+    evaluation = eval_set(data, cfg) if cfg.eval_every else []
     history: list[dict[str, float]] = []
     running_ll = None
     bar = tqdm(
@@ -220,49 +302,59 @@ def fit(
         dynamic_ncols=True,
         disable=not (cfg.progress and fabric.is_global_zero),
     )
-    for step in range(start, cfg.steps):
-        generator = torch.Generator().manual_seed(step_seed(cfg.seed, step, fabric.global_rank))
-        torch.manual_seed(step_seed(cfg.seed, step, fabric.global_rank) ^ 1)
-        batch = data.sample(cfg.batch_size, generator).to(fabric.device)
-        module.train()
-        out = module(batch, step)
-        optimizer.zero_grad(set_to_none=True)
-        fabric.backward(out.loss)
-        if cfg.grad_clip is not None:
-            fabric.clip_gradients(module, optimizer, max_norm=cfg.grad_clip)
-        optimizer.step()
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step()
-        done = step + 1
-        row: dict[str, float] = {}
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            terms = {"train/loss": out.loss, "train/log_lik": out.log_lik, "train/kl": out.kl}
-            terms = {k: v for k, v in terms.items() if v is not None}
-            stats = fabric.all_reduce(torch.stack([t.detach().float() for t in terms.values()]), reduce_op="mean")
-            row = dict(zip(terms, stats.tolist()), lr=lr)
-            if not math.isfinite(row["train/loss"]):
-                raise FloatingPointError(f"loss became {row['train/loss']} at step {done}; lower lr or set grad_clip")
-            shown = row.get("train/log_lik", -row["train/loss"])
-            running_ll = shown if running_ll is None else 0.9 * running_ll + 0.1 * shown
-            bar.set_postfix(loss=f"{row['train/loss']:.3f}", ll=f"{running_ll:.3f}")
-        for callback in callbacks:
-            row.update(callback(done, model, out) or {})
-        if evaluation and fabric.is_global_zero and (done % cfg.eval_every == 0 or done == cfg.steps):
-            from npkit.evaluation import evaluate
+    single = fabric.world_size == 1
+    with _stop_requests() if single else nullcontext([]) as stop:
+        for step in range(start, cfg.steps):
+            generator = torch.Generator().manual_seed(step_seed(cfg.seed, step, fabric.global_rank))
+            torch.manual_seed(step_seed(cfg.seed, step, fabric.global_rank) ^ 1)
+            batch = data.sample(cfg.batch_size, generator).to(fabric.device)
+            module.train()
+            out = module(batch, step)
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(out.loss)
+            if cfg.grad_clip is not None:
+                fabric.clip_gradients(module, optimizer, max_norm=cfg.grad_clip)
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]
+            if scheduler is not None:
+                scheduler.step()
+            done = step + 1
+            row: dict[str, float] = {}
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                terms = {"train/loss": out.loss, "train/log_lik": out.log_lik, "train/kl": out.kl}
+                terms = {k: v for k, v in terms.items() if v is not None}
+                stacked = torch.stack([t.detach().float() for t in terms.values()])
+                stats = fabric.all_reduce(stacked, reduce_op="mean")
+                row = dict(zip(terms, stats.tolist()), lr=lr)
+                if not math.isfinite(row["train/loss"]):
+                    raise FloatingPointError(
+                        f"loss became {row['train/loss']} at step {done}; lower lr or set grad_clip"
+                    )
+                shown = row.get("train/log_lik", -row["train/loss"])
+                running_ll = shown if running_ll is None else 0.9 * running_ll + 0.1 * shown
+                bar.set_postfix(loss=f"{row['train/loss']:.3f}", ll=f"{running_ll:.3f}")
+            for callback in callbacks:
+                row.update(callback(done, model, out) or {})
+            if evaluation and fabric.is_global_zero and (done % cfg.eval_every == 0 or done == cfg.steps):
+                from npkit.evaluation import evaluate
 
-            scores = evaluate(model, evaluation, num_samples=cfg.eval_samples)
-            row.update({f"eval/{k}": scores[k] for k in ("ctx_ll", "tar_ll")})
-        if row:
-            fabric.log_dict(row, step=done)
-            history.append({"step": done, **row})
-        if run_dir is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            if fabric.is_global_zero:
-                for logger in fabric.loggers:
-                    logger.save()
-                save_checkpoint(run_dir, model, optimizer, scheduler, done, run_state, cfg.keep_checkpoints)
-            fabric.barrier()
-        bar.update(1)
+                scores = evaluate(model, evaluation, num_samples=cfg.eval_samples)
+                row.update({f"eval/{k}": scores[k] for k in ("ctx_ll", "tar_ll")})
+            if row:
+                fabric.log_dict(row, step=done)
+                history.append({"step": done, **row})
+            due = done % cfg.checkpoint_every == 0 or done == cfg.steps or stop
+            if run_dir is not None and due:
+                if fabric.is_global_zero:
+                    for logger in fabric.loggers:
+                        logger.save()
+                    save_checkpoint(run_dir, model, optimizer, scheduler, done, run_state, cfg.keep_checkpoints)
+                fabric.barrier()
+            bar.update(1)
+            if stop:
+                bar.close()
+                saved = f"; checkpoint saved in {run_dir}" if run_dir is not None else " (no run_dir: nothing saved)"
+                raise TrainingInterrupted(f"interrupted by signal {stop[0]} at step {done}{saved}")
     bar.close()
     if run_dir is not None and fabric.is_global_zero:
         save_model(model, model_dir(run_dir))

@@ -72,3 +72,23 @@ def test_a_bernoulli_cnp_trains_and_evaluates_without_changes_elsewhere():
     result = evaluate(model, batches)
     assert result["tar_ll"] > -math.log(2)  # better than a coin
     assert math.isnan(result["coverage95"])  # no interval for binary outputs
+
+
+def test_log_prob_refuses_targets_that_would_broadcast_silently():
+    torch.manual_seed(0)
+    model = build_model("np", hidden_dim=8, r_dim=8, z_dim=4)
+    x = torch.randn(4, 6, 1)
+    pred = model(x, x, x, num_samples=3)  # batch [3, 4, 6], event [1]
+    assert pred.log_prob(x).shape == (3, 4, 6)  # targets without the sample axis: fine
+    for wrong in (x[:, :1], x[..., 0], x[:1]):  # [4, 1, 1], [4, 6], [1, 6, 1]
+        with pytest.raises(ValueError, match=r"y has shape .* points of shape \[4, 6, 1\]"):
+            pred.log_prob(wrong)
+
+
+def test_model_inputs_of_another_dtype_get_npkits_error():
+    model = build_model("cnp", hidden_dim=8, r_dim=8)
+    x = torch.zeros(2, 3, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="xc is torch.float64 but the model's parameters are torch.float32"):
+        model(x, x, x)
+    with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+        model(x.float(), x.float(), x.float(), num_samples=0)

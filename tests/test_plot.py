@@ -4,9 +4,26 @@ import matplotlib.image
 import pytest
 import torch
 
+import npkit.plot
+from npkit.baselines.gp import gp_posterior
+from npkit.cli import main
 from npkit.data import make_sampler
+from npkit.data.gp import TrueGP
 from npkit.models import build_model
-from npkit.plot import plot_predictions, plot_prior_samples, plot_training_curves, read_metrics
+from npkit.plot import (
+    ORACLE_CHUNK,
+    RAW_ALPHA,
+    _oracle_marginals,
+    ema,
+    oracle_grid_size,
+    plot_predictions,
+    plot_prior_samples,
+    plot_training_curves,
+    predictions_figure,
+    prior_figure,
+    read_metrics,
+    training_curves_figure,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -104,3 +121,144 @@ def test_plot_training_curves_rejects_bad_csv(tmp_path, text, message):
     csv_path = write_csv(tmp_path / "metrics.csv", text)
     with pytest.raises(ValueError, match=message):
         plot_training_curves(csv_path, tmp_path / "curves.png")
+
+
+# ------------------------------------------------------------------ titles, labels, oracle grid, smoothing
+
+
+def visible_axes(fig):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def one(value: float) -> torch.Tensor:
+    return torch.tensor([value], dtype=torch.float64)
+
+
+def gp(kernel: str, length: float, period: float | None = None) -> TrueGP:
+    """A one-task TrueGP."""
+    return TrueGP(kernel, one(1.0), one(length), None if period is None else one(period), 0.02)
+
+
+@pytest.fixture(scope="module")
+def periodic():
+    """A batch of periodic GP tasks and the GP that generated it."""
+    return make_sampler("gp1d", kernel="periodic").sample_with_truth(2, torch.Generator().manual_seed(0))
+
+
+def test_predictions_figure_has_the_given_title_legend_label_and_axis_labels(model, periodic):
+    batch, truth = periodic
+    title = "anp after 1,234 training steps on gp1d/rbf: predictions on periodic GP tasks"
+    fig = predictions_figure(model, batch, num_tasks=2, num_samples=3, grid_size=40, gp=truth, title=title, label="my")
+    assert fig.get_suptitle() == title
+    assert "my mean ± 2 std" in [t.get_text() for t in fig.legends[0].get_texts()]
+    for ax in visible_axes(fig):
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "y")
+
+
+def test_predictions_figure_title_defaults_to_the_model_name(model, batch):
+    fig = predictions_figure(model, batch, num_tasks=1, num_samples=2, grid_size=20)
+    assert model.name in fig.get_suptitle()
+
+
+def test_oracle_grid_is_denser_for_short_length_scales_and_periods():
+    x_range = (-2.0, 2.0)
+    smooth = oracle_grid_size(gp("rbf", 2.0), x_range)
+    rough = oracle_grid_size(gp("rbf", 0.1), x_range)
+    periodic = oracle_grid_size(gp("periodic", 0.6, period=0.3), x_range)
+    assert smooth == 200  # the minimum
+    assert rough == 8 * 4 / 0.1 + 1  # ORACLE_POINTS_PER_FEATURE per length scale
+    assert periodic > rough  # a period of 0.3 varies over 0.3 * 0.6 / (2 pi) = 0.029
+    assert oracle_grid_size(gp("periodic", 0.1, period=0.1), x_range) == npkit.plot.MAX_ORACLE_GRID
+
+
+def test_the_oracle_is_drawn_on_its_dense_grid_thinner_than_the_model(model, periodic):
+    batch, truth = periodic
+    fig = predictions_figure(model, batch, num_tasks=1, num_samples=2, grid_size=50, x_range=(-2, 2), gp=truth)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    oracle, model_mean = lines["GP oracle"], lines[f"{model.name} mean ± 2 std"]
+    assert len(oracle.get_xdata()) == oracle_grid_size(truth, (-2, 2), minimum=50) > len(model_mean.get_xdata())
+    assert oracle.get_linewidth() < model_mean.get_linewidth()
+    assert oracle.get_zorder() < model_mean.get_zorder()  # drawn under the model
+
+
+def test_oracle_marginals_in_chunks_equal_the_full_posterior(periodic):
+    batch, truth = periodic
+    grid = torch.linspace(-2, 2, 2 * ORACLE_CHUNK + 7, dtype=torch.float64)
+    mean, std = _oracle_marginals(truth, batch.xc, batch.yc, grid)
+    full = gp_posterior(truth, batch.xc, batch.yc, grid[None, :, None].expand(batch.batch_size, -1, -1))
+    torch.testing.assert_close(mean, full.mean.float())
+    torch.testing.assert_close(std, full.variance.sqrt().float())
+
+
+def test_prior_figure_has_the_given_title_and_axis_labels(model):
+    fig = prior_figure(model, num_samples=3, grid_size=20, title="np prior, untrained")
+    assert fig.get_suptitle() == "np prior, untrained"
+    (ax,) = visible_axes(fig)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "y")
+    assert len(ax.get_lines()) == (3 if model.is_latent else 1)  # function samples, or the mean
+
+
+def test_ema_by_hand():
+    assert ema([1.0, 3.0, 5.0], 0.5) == [1.0, 2.0, 3.5]
+    assert ema([2.0, 4.0], 0.0) == [2.0, 4.0]
+    with pytest.raises(ValueError, match="smoothing"):
+        ema([1.0], 1.0)
+
+
+def test_training_curves_are_smoothed_over_faint_raw_values(tmp_path):
+    losses = [float((-1) ** i + 10 - i / 5) for i in range(30)]
+    rates = [1.0 - i / 30 for i in range(30)]  # a schedule: monotone, not noise
+    rows = [f"{10 * i},{loss},,{lr}" for i, (loss, lr) in enumerate(zip(losses, rates))]
+    rows += ["100,,0.5,", "200,,0.7,", "290,,0.8,"]
+    csv_path = write_csv(tmp_path / "metrics.csv", "step,train/loss,eval/tar_ll,lr\n" + "\n".join(rows) + "\n")
+    fig = training_curves_figure(csv_path, title="np training curves: 290 steps on gp1d/rbf", smoothing=0.8)
+    assert fig.get_suptitle() == "np training curves: 290 steps on gp1d/rbf"
+    loss_ax, eval_ax, lr_ax = visible_axes(fig)
+    raw, smooth = loss_ax.get_lines()
+    assert list(raw.get_ydata()) == losses and raw.get_alpha() == RAW_ALPHA < 0.5
+    expected = [losses[0]]
+    for loss in losses[1:]:
+        expected.append(0.8 * expected[-1] + 0.2 * loss)
+    assert list(smooth.get_ydata()) == pytest.approx(expected)
+    assert smooth.get_alpha() is None and list(smooth.get_xdata()) == [10 * i for i in range(30)]
+    (evals,) = eval_ax.get_lines()  # 3 evaluations: too few to smooth
+    assert list(evals.get_ydata()) == [0.5, 0.7, 0.8]
+    (lr,) = lr_ax.get_lines()  # a schedule is drawn as it is
+    assert list(lr.get_ydata()) == rates
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in (loss_ax, eval_ax, lr_ax)] == [
+        ("step", "train/loss"),
+        ("step", "eval/tar_ll"),
+        ("step", "lr"),
+    ]
+
+
+def test_training_curves_title_defaults_to_the_last_step(tmp_path):
+    csv_path = write_csv(tmp_path / "metrics.csv", "step,loss\n0,1.0\n1500,0.5\n")
+    assert "1,500 steps" in training_curves_figure(csv_path).get_suptitle()
+
+
+def test_cli_plot_titles_name_the_model_kernel_and_steps(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train = ["train.steps=3", "train.progress=false", "train.eval_every=null", "model.name=anp"]
+    train += ["model.hidden_dim=8", "model.r_dim=8", "model.z_dim=4"]
+    assert main(["train", "quickstart", "--run-dir", str(run)] + [f"--set={s}" for s in train]) == 0
+    figures, save = {}, npkit.plot._save
+
+    def keep(fig, path):
+        figures[Path(path).name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(npkit.plot, "_save", keep)
+    assert main(["plot", str(run), "--set=eval.kernels=[periodic]", "--set=plot.num_tasks=1"]) == 0
+    titles = {name: fig.get_suptitle() for name, fig in figures.items()}
+    assert sorted(titles) == [
+        "predictions-periodic.png",
+        "prior-trained.png",
+        "prior-untrained.png",
+        "training-curves.png",
+    ]
+    assert all("anp" in title for title in titles.values())
+    assert "periodic" in titles["predictions-periodic.png"] and "3 training steps" in titles["predictions-periodic.png"]
+    assert "untrained" in titles["prior-untrained.png"] and "3 training steps" not in titles["prior-untrained.png"]
+    assert "after 3 training steps" in titles["prior-trained.png"] and "untrained" not in titles["prior-trained.png"]
+    assert "3 steps on gp1d/rbf" in titles["training-curves.png"]

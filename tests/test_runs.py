@@ -1,6 +1,7 @@
 """Model export/import: identical predictions after a round trip; clear errors on bad files."""
 
 import json
+from contextlib import contextmanager
 from dataclasses import fields
 
 import pytest
@@ -125,3 +126,89 @@ def test_non_finite_weights_are_refused_on_load(saved):
     save_file(state, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match=rf"{key} holds NaN or inf"):
         load_model(folder)
+
+
+# --- one writer per run folder; pruning never loses the latest checkpoint
+
+
+@contextmanager
+def _holder(run_dir):
+    """A subprocess that takes the run folder's lock and keeps it until SIGKILLed on exit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time\nfrom npkit.runs import run_lock\n"
+        f"with run_lock({str(run_dir)!r}):\n    print('LOCKED', flush=True)\n    time.sleep(120)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout.readline().strip() == "LOCKED"
+            yield process
+        finally:
+            process.kill()  # SIGKILL: no cleanup code runs in the holder
+
+
+def test_a_second_writer_is_refused_naming_the_folder_and_the_holders_pid(tmp_path):
+    from npkit.runs import RunLockedError, run_lock
+
+    with _holder(tmp_path / "run") as holder:
+        message = rf"{tmp_path / 'run'} is in use by another npkit run \(pid {holder.pid}\)"
+        with pytest.raises(RunLockedError, match=message):
+            with run_lock(tmp_path / "run"):
+                pass
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    from npkit.runs import run_lock
+
+    with _holder(tmp_path / "run"):
+        pass
+    with run_lock(tmp_path / "run"):
+        with run_lock(tmp_path / "run"):  # re-entrant in one process
+            pass
+
+
+def test_run_dir_that_is_a_file_is_reported(tmp_path):
+    from npkit.runs import run_lock
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        with run_lock(tmp_path / "file"):
+            pass
+
+
+def test_pruning_keeps_the_latest_target_and_removes_stale_newer_folders(tmp_path):
+    """keep_checkpoints=1, a half-written higher-numbered folder left by a kill and a changed
+    checkpoint interval on resume: the folder latest.json points at survives every prune."""
+    from npkit.runs import checkpoints_dir, latest_checkpoint
+    from npkit.train import fit
+
+    options = dict(keep_checkpoints=1, progress=False, schedule_steps=20)
+    fit(
+        build_model("cnp", hidden_dim=8, r_dim=8),
+        make_sampler("gp1d"),
+        steps=4,
+        checkpoint_every=2,
+        run_dir=tmp_path,
+        **options,
+    )
+    root = checkpoints_dir(tmp_path)
+    (root / "step-00000009").mkdir()  # half-written by a killed run: no files
+    (root / ".step-00000006.partial999").mkdir()  # a staging folder of a killed run
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [
+        ".step-00000006.partial999",
+        "step-00000004",
+        "step-00000009",
+    ]
+    fit(
+        build_model("cnp", hidden_dim=8, r_dim=8),
+        make_sampler("gp1d"),
+        steps=7,
+        checkpoint_every=3,
+        run_dir=tmp_path,
+        resume=True,
+        **options,
+    )
+    assert latest_checkpoint(tmp_path).name == "step-00000007"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["step-00000007"]

@@ -90,7 +90,7 @@ def test_resume_refuses_changed_settings(tmp_path):
 
 def test_resume_refuses_another_model(tmp_path):
     fit(small(), make_sampler("gp1d"), steps=2, checkpoint_every=2, run_dir=tmp_path, progress=False)
-    with pytest.raises(CheckpointError, match="differs"):
+    with pytest.raises(CheckpointError, match="model: saved 'np', now 'anp'"):
         fit(small("anp"), make_sampler("gp1d"), steps=4, run_dir=tmp_path, resume=True, progress=False)
 
 
@@ -219,3 +219,82 @@ def test_fit_with_kl_annealing_starts_from_the_pure_likelihood():
     model = small("np")
     history = fit(model, make_sampler("sine"), KLAnnealing(1000), steps=1, log_every=1, progress=False)
     assert history[0]["train/loss"] == pytest.approx(-history[0]["train/log_lik"], rel=1e-6)
+
+
+# --- runs you can trust: resume checks, extension, signals
+
+
+def test_sigint_saves_a_checkpoint_and_the_resumed_run_is_exact(tmp_path):
+    import os
+    import signal
+
+    from npkit.train import TrainingInterrupted
+
+    options = dict(steps=8, checkpoint_every=100, log_every=1, progress=False)
+    straight = small()
+    fit(straight, make_sampler("gp1d"), run_dir=tmp_path / "a", **options)
+
+    def interrupt(step, model, out):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = small()
+    with pytest.raises(TrainingInterrupted, match="at step 3; checkpoint saved"):
+        fit(stopped, make_sampler("gp1d"), run_dir=tmp_path / "b", callbacks=[interrupt], **options)
+    assert latest_checkpoint(tmp_path / "b").name == "step-00000003"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    resumed = small()
+    fit(resumed, make_sampler("gp1d"), run_dir=tmp_path / "b", resume=True, **options)
+    assert params_equal(straight, resumed)
+
+
+def test_more_steps_on_resume_is_refused_unless_extended_or_the_horizon_is_kept(tmp_path):
+    fit(small(), make_sampler("gp1d"), steps=4, checkpoint_every=2, run_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match=r"cosine horizon .*saved 4, now 8.*--extend"):
+        fit(small(), make_sampler("gp1d"), steps=8, run_dir=tmp_path, resume=True, progress=False)
+    kept = fit(small(), make_sampler("gp1d"), steps=6, schedule_steps=4, run_dir=tmp_path, resume=True, progress=False)
+    assert kept[-1]["lr"] == 0.0  # the old schedule ended at step 4: lr stays at 0
+    extended = fit(
+        small(), make_sampler("gp1d"), steps=10, log_every=1, run_dir=tmp_path, resume=True, extend=True, progress=False
+    )
+    assert extended[0]["step"] == 7 and extended[0]["lr"] == pytest.approx(5e-4)  # restarted from lr
+    assert extended[-1]["lr"] < extended[0]["lr"]
+    # a plain resume of the extended run keeps its schedule (ending at 10); more steps need --extend
+    assert fit(small(), make_sampler("gp1d"), steps=10, run_dir=tmp_path, resume=True, progress=False) == []
+    with pytest.raises(CheckpointError, match=r"cosine horizon .*saved 10, now 12"):
+        fit(small(), make_sampler("gp1d"), steps=12, run_dir=tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(objective="ml"), "objective: saved 'iwae', now 'ml'"),
+        (dict(objective_options={"num_samples": 3}), "objective_options"),
+        (dict(data=make_sampler("gp1d", kernel="matern52")), "data: saved"),
+        (dict(seed=1), "train.seed: saved 0, now 1"),
+    ],
+)
+def test_resume_refuses_a_changed_objective_data_or_seed(tmp_path, change, message):
+    base = dict(objective="iwae", objective_options={"num_samples": 2}, data=make_sampler("gp1d"))
+    fit(small(), steps=2, run_dir=tmp_path, progress=False, **base)
+    with pytest.raises(CheckpointError, match=message):
+        fit(small(), steps=2, run_dir=tmp_path, resume=True, progress=False, **{**base, **change})
+
+
+def test_a_checkpoint_without_optimizer_state_is_reported_naming_the_file(tmp_path):
+    import json
+
+    fit(small(), make_sampler("gp1d"), steps=2, run_dir=tmp_path, progress=False)
+    state = latest_checkpoint(tmp_path) / "state.json"
+    values = json.loads(state.read_text())
+    del values["optimizer"]
+    state.write_text(json.dumps(values))
+    with pytest.raises(CheckpointError, match=r"state\.json lacks \['optimizer'\]"):
+        fit(small(), make_sampler("gp1d"), steps=2, run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_unavailable_accelerator_is_one_clear_line():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="train.accelerator=gpu but no CUDA GPU is available here"):
+        fit(small(), make_sampler("gp1d"), steps=1, accelerator="gpu", progress=False)

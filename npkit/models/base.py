@@ -189,6 +189,12 @@ class NeuralProcess(nn.Module):
             want = getattr(self.config, field)
             if t.shape[-1] != want:
                 raise ValueError(f"{name} has last dimension {t.shape[-1]}, but the model has {field}={want}")
+        weight = self.decoder.net[0].weight
+        if xc.dtype != weight.dtype and not torch.is_autocast_enabled(xc.device.type):
+            raise ValueError(
+                f"xc is {xc.dtype} but the model's parameters are {weight.dtype}; "
+                f"convert the inputs (batch.to(device, {weight.dtype})) or the model (model.to({xc.dtype}))"
+            )
 
     # ---------------------------------------------------------------- the steps
 
@@ -234,6 +240,8 @@ class NeuralProcess(nn.Module):
         bounded memory.
         """
         self._check(xc, yc, xt, mask_c)
+        if num_samples is not None:
+            check_num_samples(num_samples)
         if self.latent is None:
             if z is not None:
                 raise TypeError(f"{type(self).__name__} has no latent variable: z must be None")
@@ -244,9 +252,30 @@ class NeuralProcess(nn.Module):
             expected = f"[num_samples, {xt.shape[0]}, {self.config.z_dim}]"
             raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
         encoded = self.encode(xc, yc, mask_c)
-        chunk = xt.shape[1] or 1
-        if not torch.is_grad_enabled():
-            per_point = xt.shape[0] * (1 if z is None else z.shape[0]) * self.config.hidden_dim
-            chunk = max(1, PREDICT_CHUNK_ELEMENTS // per_point)
-        params = [self.decode(self.aggregate(encoded, part), z) for part in xt.split(chunk, dim=1)]
-        return self.likelihood(torch.cat(params, dim=-2) if len(params) > 1 else params[0])
+        if torch.is_grad_enabled():
+            return self.likelihood(self.decode(self.aggregate(encoded, xt), z))
+        return self.likelihood(self._decode_in_chunks(encoded, xt, z))
+
+    def _decode_in_chunks(self, encoded: Any, xt: Tensor, z: Tensor | None) -> Tensor:
+        """``decode(aggregate(encoded, xt), z)`` in pieces of at most ``PREDICT_CHUNK_ELEMENTS``
+        decoder activations: chunks of targets, and of latent samples when one target's samples
+        exceed that. Each piece is written into one preallocated output, so nothing of a piece
+        outlives it (kept pieces between the freed activations fragment the heap: peak RSS then
+        grows with the number of pieces)."""
+        num_z = 1 if z is None else z.shape[0]
+        per_sample_point = max(1, xt.shape[0] * self.config.hidden_dim)
+        samples = max(1, min(num_z, PREDICT_CHUNK_ELEMENTS // per_sample_point))
+        points = max(1, PREDICT_CHUNK_ELEMENTS // (per_sample_point * samples))
+        num_points = xt.shape[1]
+        if points >= num_points and samples == num_z:
+            return self.decode(self.aggregate(encoded, xt), z)
+        out = None
+        for start in range(0, num_points, points):
+            h = self.aggregate(encoded, xt[:, start : start + points])
+            for first in range(0, num_z, samples):
+                part = self.decode(h, None if z is None else z[first : first + samples])
+                if out is None:
+                    shape = (*part.shape[:-2], num_points, part.shape[-1])
+                    out = part.new_empty(shape if z is None else (num_z, *shape[1:]))
+                (out if z is None else out[first : first + samples])[..., start : start + points, :] = part
+        return out
