@@ -8,8 +8,9 @@ npkit plot runs/qs
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
@@ -69,32 +70,50 @@ def _checked(config: dict) -> dict:
     return config
 
 
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail before any work when ``folder`` (or the first existing parent) cannot be written."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{what} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {folder}: {existing} is not writable; pick a folder you can write to")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    import torch
+    from lightning_fabric.utilities.rank_zero import rank_zero_only
+
     from npkit.models import build_model
-    from npkit.runs import RUN_CONFIG, model_dir
-    from npkit.train import fit
+    from npkit.runs import RUN_CONFIG, holds_run, latest_checkpoint, model_dir, run_lock
+    from npkit.train import TrainConfig, check_resume, fit
 
     run_dir = Path(args.run_dir)
+    if args.extend and not args.resume:
+        raise ValueError("--extend continues a run: use it with --resume")
+    if not args.resume and args.config is None:
+        raise ValueError("give a config preset or YAML file (or --resume with an existing --run-dir)")
     if args.resume:
         config = _run_config(run_dir, args.overrides)
     else:
-        if args.config is None:
-            raise ValueError("give a config preset or YAML file (or --resume with an existing --run-dir)")
-        if (run_dir / "checkpoints").exists():
-            raise ValueError(f"{run_dir} already holds a run; use --resume to continue it or pick another --run-dir")
         config = _checked(apply_overrides(load_config(args.config), args.overrides))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
-    import torch
-
-    torch.manual_seed(config["train"].get("seed", 0))
-    name, model_options = split_section(config["model"])
-    model = build_model(name, **model_options)
-    objective, objective_options = split_section(config["objective"])
-    fit(model, _sampler(config), objective, objective_options, run_dir=run_dir, resume=args.resume, **config["train"])
-    from lightning_fabric.utilities.rank_zero import rank_zero_only
-
-    if rank_zero_only.rank == 0:  # one line, also under DDP
+    _check_writable(run_dir, "--run-dir")
+    rank0 = rank_zero_only.rank == 0
+    with run_lock(run_dir) if rank0 else nullcontext():  # settings are checked: now the folder is ours
+        if not args.resume and rank0 and holds_run(run_dir):
+            raise ValueError(f"{run_dir} already holds a run; use --resume to continue it or pick another --run-dir")
+        torch.manual_seed(config["train"].get("seed", 0))
+        name, model_options = split_section(config["model"])
+        model = build_model(name, **model_options)
+        objective, objective_options = split_section(config["objective"])
+        data = _sampler(config)
+        if args.resume and not args.extend:  # refuse changed settings before config.yaml is rewritten
+            cfg = TrainConfig.from_dict(config["train"])
+            check_resume(latest_checkpoint(run_dir), model, cfg, objective, objective_options, data)
+        if rank0:
+            (run_dir / RUN_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        options = dict(run_dir=run_dir, resume=args.resume, extend=args.extend, **config["train"])
+        fit(model, data, objective, objective_options, **options)
+    if rank0:  # one line, also under DDP
         print(f"trained {name}: {sum(p.numel() for p in model.parameters()):,} parameters -> {model_dir(run_dir)}")
 
 
@@ -102,10 +121,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
     from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp, format_table
+    from npkit.files import atomic_write, write_json
     from npkit.runs import load_trained
 
     run_dir = Path(args.run_dir)
     config = _run_config(run_dir, args.overrides)
+    _check_writable(run_dir, "run folder")  # metrics.json goes there: fail before the work, not after
     model = load_trained(run_dir)
     ev = section_config(config, "eval")
     data_name = config["data"]["name"]
@@ -128,8 +149,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         f"{ev.num_samples} latent samples; tar_ll = per-point marginal, tar_ll_joint = joint / Nt"
     )
     print(header + "\n" + table)
-    (run_dir / "metrics.json").write_text(json.dumps({"protocol": header, "results": results}, indent=2))
-    (run_dir / "metrics.txt").write_text(header + "\n" + table + "\n")
+    write_json(run_dir / "metrics.json", {"protocol": header, "results": results})
+    atomic_write(run_dir / "metrics.txt", lambda tmp: tmp.write_text(header + "\n" + table + "\n"))
     print(f"wrote {run_dir / 'metrics.json'}")
 
 
@@ -189,7 +210,14 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
     parser = argparse.ArgumentParser(prog="npkit", description="Neural Processes: train, evaluate and plot.")
+    try:
+        installed = version("npkit")
+    except PackageNotFoundError:
+        installed = "unknown (not installed)"
+    parser.add_argument("--version", action="version", version=f"npkit {installed}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(
@@ -200,14 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", nargs="?", help="preset name or YAML path (omit with --resume)")
     train.add_argument("--run-dir", required=True, help="folder for checkpoints, logs and the final model")
-    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its last checkpoint (bit-identical to an uninterrupted run on "
+        "the same hardware and thread count); settings that change the trajectory are refused",
+    )
+    train.add_argument(
+        "--extend",
+        action="store_true",
+        help="with --resume: allow more train.steps and restart the cosine schedule from train.lr over the "
+        "remaining steps",
+    )
     _add_overrides(train)
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser(
         "eval",
         help="evaluate a trained run against the GP oracle and a fitted GP",
-        description="Log-likelihoods (context/target, per point), MSE and 95%% coverage on a fixed "
+        description="Log-likelihoods (context/target, per point), MSE and 95% coverage on a fixed "
         "seeded evaluation set per kernel, beside the exact GP oracle and a GP fitted per "
         "task by marginal likelihood. Prints a table, writes metrics.json/metrics.txt.",
     )
@@ -231,12 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr (exit 2), an interrupt exit 130."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (ValueError, TypeError) as err:
         print(f"npkit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        print(f"npkit {args.command}: error:{where}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # TrainingInterrupted says where the checkpoint is
+        run_dir = getattr(args, "run_dir", None)
+        resume = f"; resume with: npkit train --resume --run-dir {run_dir}" if args.command == "train" else ""
+        print(f"npkit {args.command}: {err or 'interrupted'}{resume}", file=sys.stderr)
+        return 130
     return 0
 
 

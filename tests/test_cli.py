@@ -240,3 +240,107 @@ def test_eval_uses_the_runs_data_options(tmp_path):
     oracle = json.loads((run / "metrics.json").read_text())["results"]["GP oracle [rbf]"]
     # Context points under noise 0.3 cannot be predicted better than N(y; f, 0.3^2) allows.
     assert oracle["ctx_ll"] < -math.log(0.3 * math.sqrt(2 * math.pi)) + 0.1
+
+
+# --- runs you can trust
+
+
+def _train_process(run_dir, *sets):
+    """``npkit train quickstart`` on ``run_dir`` in a subprocess (tiny model, no progress bar)."""
+    argv = [sys.executable, "-m", "npkit.cli", "train", "quickstart", "--run-dir", str(run_dir)]
+    argv += [f"--set={s}" for s in ("train.progress=false", "train.eval_every=null", *sets)] + TINY
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, timeout=120.0):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_a_second_train_on_the_same_folder_is_refused_with_the_holders_pid(tmp_path):
+    run = tmp_path / "run"
+    with _train_process(run, "train.steps=100000", "train.checkpoint_every=50") as first:
+        try:
+            _wait_for(run / "checkpoints" / "latest.json")
+            with _train_process(run, "train.steps=10") as second:
+                _, err = second.communicate(timeout=120)
+            assert second.returncode == 2
+            assert err.strip().splitlines() == [
+                f"npkit train: error: {run} is in use by another npkit run (pid {first.pid}); "
+                "wait for it to finish or pick another --run-dir"
+            ]
+            resumed = subprocess.run(
+                [sys.executable, "-m", "npkit.cli", "train", "--resume", "--run-dir", str(run)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert resumed.returncode == 2 and "is in use by another npkit run" in resumed.stderr
+        finally:
+            first.kill()
+            first.communicate()
+
+
+def test_a_refused_resume_leaves_the_run_config_untouched(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli("train", "quickstart", "--run-dir", run, sets=("train.steps=4", "train.progress=false", *TINY_SETS)) == 0
+    before = (run / RUN_CONFIG).read_text()
+    capsys.readouterr()
+    for change, named in (
+        ("model.hidden_dim=32", "model.hidden_dim: saved 16, now 32"),
+        ("train.seed=5", "train.seed"),
+    ):
+        assert cli("train", "--resume", "--run-dir", run, sets=(change,)) == 2
+        assert named in capsys.readouterr().err
+        assert (run / RUN_CONFIG).read_text() == before
+    assert cli("train", "--resume", "--run-dir", run) == 0  # a plain resume still works
+
+
+def test_extend_on_the_command_line_trains_longer(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli("train", "quickstart", "--run-dir", run, sets=("train.steps=4", "train.progress=false", *TINY_SETS)) == 0
+    assert cli("train", "--resume", "--run-dir", run, sets=("train.steps=6",)) == 2
+    assert "--extend" in capsys.readouterr().err
+    assert cli("train", "--resume", "--extend", "--run-dir", run, sets=("train.steps=6",)) == 0
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 6
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(tmp_path):
+    run = tmp_path / "run"
+    with _train_process(run, "train.steps=100000", "train.checkpoint_every=20") as process:
+        _wait_for(run / "checkpoints" / "latest.json")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1].endswith(f"; resume with: npkit train --resume --run-dir {run}")
+    assert "checkpoint saved" in err and "Traceback" not in err
+    step = json.loads((run / "checkpoints" / "latest.json").read_text())["step"]
+    assert step >= 20
+
+
+def test_file_system_problems_are_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    sets = ("train.steps=1", "train.progress=false", *TINY_SETS)
+    assert cli("train", "quickstart", "--run-dir", tmp_path / "file", sets=sets) == 2
+    assert (
+        capsys.readouterr().err
+        == f"npkit train: error: --run-dir {tmp_path / 'file'}: {tmp_path / 'file'} is a file, not a folder\n"
+    )
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file permissions, so read-only folders cannot be tested here")
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert cli("train", "quickstart", "--run-dir", locked / "run", sets=sets) == 2
+        assert "is not writable" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o755)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.startswith("npkit ")

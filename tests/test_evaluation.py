@@ -281,3 +281,14 @@ def test_tar_ll_se_is_the_standard_error_over_batches(batches):
     result = evaluate(model, batches)
     assert result["tar_ll_se"] == pytest.approx(expected, rel=1e-6)
     assert result["tar_ll"] == pytest.approx(per_batch.mean().item(), rel=1e-6)
+
+
+def test_a_corrupt_cache_is_rebuilt_with_a_warning(tmp_path):
+    sampler = make_sampler("gp1d")
+    first = cached_eval_set(sampler, 2, 4, seed=0, cache_dir=tmp_path)
+    (cache,) = tmp_path.glob("*.safetensors")
+    cache.write_bytes(cache.read_bytes()[:100])  # truncated by a crash or a full disk
+    with pytest.warns(UserWarning, match=r"rebuilding the evaluation cache: corrupt safetensors file"):
+        again = cached_eval_set(sampler, 2, 4, seed=0, cache_dir=tmp_path)
+    _assert_batches_equal(first, again)
+    _assert_batches_equal(first, cached_eval_set(sampler, 2, 4, seed=0, cache_dir=tmp_path))  # healed

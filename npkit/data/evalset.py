@@ -137,7 +137,7 @@ def cached_eval_set(
 
     The file name holds the arguments and a hash of the sampler's full settings (its repr), so
     a sampler with other settings never reuses a stale set. A corrupt cache file is rebuilt
-    with a warning.
+    with a warning; an unwritable cache folder is skipped with a warning.
     """
     digest = hashlib.sha256(repr(sampler).encode()).hexdigest()[:10]
     label = type(sampler).__name__ + (f"-{sampler.kernel}" if hasattr(sampler, "kernel") else "")
@@ -151,5 +151,9 @@ def cached_eval_set(
         except FileError as err:
             warnings.warn(f"rebuilding the evaluation cache: {err}", stacklevel=2)
     evalset = make_eval_set(sampler, num_batches, batch_size, seed)
-    save_eval_set(evalset, path)
+    try:
+        save_eval_set(evalset, path)
+    except OSError as err:
+        where = err.filename or cache_dir
+        warnings.warn(f"not caching the evaluation set: cannot write {where} ({err.strerror})", stacklevel=2)
     return evalset
