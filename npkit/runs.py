@@ -292,7 +292,15 @@ def restore_checkpoint(folder: Path, model: NeuralProcess, optimizer, scheduler)
     return state
 
 
-def load_trained(run_dir: str | Path) -> NeuralProcess:
-    """A run's final model, or the model of its latest checkpoint while it trains."""
+def load_trained(run_dir: str | Path, attempts: int = 3) -> NeuralProcess:
+    """A run's final model, or the model of its latest checkpoint while it trains (re-reading
+    ``latest.json`` if the run pruned that checkpoint between the two reads)."""
     final = model_dir(run_dir)
-    return load_model(final) if final.is_dir() else load_model(latest_checkpoint(run_dir))
+    if final.is_dir():
+        return load_model(final)
+    for _ in range(attempts - 1):
+        try:
+            return load_model(latest_checkpoint(run_dir))
+        except CheckpointError:
+            continue  # pruned or replaced while we read: read latest.json again
+    return load_model(latest_checkpoint(run_dir))

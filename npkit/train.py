@@ -103,8 +103,14 @@ def eval_set(data: TaskSampler, cfg: TrainConfig) -> list[Batch]:
 
 
 def _read_csv_rows(path: Path, until_step: int) -> list[dict[str, float]]:
-    with path.open(newline="") as file:
-        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(file)]
+    """The logged rows up to ``until_step``; a corrupt log is named (it is rewritten on resume)."""
+    try:
+        with path.open(newline="") as file:
+            rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(file)]
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(
+            f"cannot read the training log {path} ({err}); move it aside to resume without its old rows"
+        ) from err
     return [row for row in rows if row.get("step", math.inf) <= until_step]
 
 

@@ -292,3 +292,9 @@ def test_a_corrupt_cache_is_rebuilt_with_a_warning(tmp_path):
         again = cached_eval_set(sampler, 2, 4, seed=0, cache_dir=tmp_path)
     _assert_batches_equal(first, again)
     _assert_batches_equal(first, cached_eval_set(sampler, 2, 4, seed=0, cache_dir=tmp_path))  # healed
+
+
+def test_a_batch_without_targets_is_one_clear_error(batches):
+    empty = Batch(batches[0].xc, batches[0].yc, batches[0].xt[:, :0], batches[0].yt[:, :0])
+    with pytest.raises(ValueError, match=r"a batch has no target points to evaluate \(n_target = 0\)"):
+        evaluate(_tiny("np"), [empty], num_samples=2)

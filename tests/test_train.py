@@ -298,3 +298,10 @@ def test_unavailable_accelerator_is_one_clear_line():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ValueError, match="train.accelerator=gpu but no CUDA GPU is available here"):
         fit(small(), make_sampler("gp1d"), steps=1, accelerator="gpu", progress=False)
+
+
+def test_a_corrupt_training_log_is_named_on_resume(tmp_path):
+    fit(small(), make_sampler("gp1d"), steps=2, run_dir=tmp_path, progress=False)
+    metrics_csv(tmp_path).write_text("step,train/loss\n1,abc\n")
+    with pytest.raises(ValueError, match=rf"cannot read the training log {metrics_csv(tmp_path)}"):
+        fit(small(), make_sampler("gp1d"), steps=4, schedule_steps=2, run_dir=tmp_path, resume=True, progress=False)
