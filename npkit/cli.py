@@ -123,7 +123,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp, format_table
     from npkit.files import atomic_write, write_json
     from npkit.runs import load_trained
+    from npkit.train import default_threads
 
+    torch.set_num_threads(default_threads())  # as training: more threads than free cores collapse
     run_dir = Path(args.run_dir)
     config = _run_config(run_dir, args.overrides)
     _check_writable(run_dir, "run folder")  # metrics.json goes there: fail before the work, not after
@@ -160,9 +162,12 @@ def cmd_plot(args: argparse.Namespace) -> None:
     from npkit.models import build_model
     from npkit.plot import plot_predictions, plot_prior_samples, plot_training_curves
     from npkit.runs import CheckpointError, checkpoint_state, latest_checkpoint, load_trained, metrics_csv
+    from npkit.train import default_threads
 
+    torch.set_num_threads(default_threads())
     run_dir = Path(args.run_dir)
     config = _run_config(run_dir, args.overrides)
+    _check_writable(run_dir / "figures", "run folder")
     out = run_dir / "figures"
     pl = section_config(config, "plot")
     model = load_trained(run_dir)

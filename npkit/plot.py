@@ -33,7 +33,7 @@ MODEL_COLOR, ORACLE_COLOR = "C0", "C3"
 ORACLE_POINTS_PER_FEATURE = 8  # oracle grid points per smallest feature of the GP's functions
 MAX_ORACLE_GRID = 2000  # ~5 points per pixel of a 4-inch panel at 100 dpi
 ORACLE_CHUNK = 256  # grid points per exact-GP solve (only the marginals are drawn)
-SMOOTHING = 0.9  # EMA weight of the training curves
+SMOOTHING_WINDOW = 0.05  # default EMA window of the training curves: 5% of a series
 MIN_SMOOTH_POINTS = 20  # shorter series (periodic evaluations) are drawn raw
 RAW_ALPHA = 0.25  # the unsmoothed values, drawn faint behind the EMA
 
@@ -68,11 +68,12 @@ def _mean_and_band(
     lw: float = 1.5,
     band_alpha: float = 0.2,
     zorder: float = 2,
+    alpha: float = 1.0,
 ) -> None:
     """Plot mean [N] over x [N] with a shaded 2-sigma band."""
     x, mean, std = x.cpu(), mean.cpu(), std.cpu()
     ax.fill_between(x, mean - 2 * std, mean + 2 * std, color=color, alpha=band_alpha, lw=0, zorder=zorder)
-    ax.plot(x, mean, "-", color=color, lw=lw, label=label, zorder=zorder + 0.5)
+    ax.plot(x, mean, "-", color=color, lw=lw, alpha=alpha, label=label, zorder=zorder + 0.5)
 
 
 def _check_1d(model: NeuralProcess) -> None:
@@ -124,6 +125,12 @@ def _oracle_marginals(gp: TrueGP, xc: Tensor, yc: Tensor, grid: Tensor) -> tuple
     return torch.cat(means, -1).float().cpu(), torch.cat(stds, -1).float().cpu()
 
 
+def _first_tasks(gp: TrueGP, n: int) -> TrueGP:
+    """``gp`` restricted to its first ``n`` tasks."""
+    first = lambda t: t[:n] if isinstance(t, Tensor) and t.dim() else t
+    return TrueGP(gp.kernel, first(gp.scale), first(gp.length), first(gp.period), first(gp.noise_std))
+
+
 def _label_axes(ax: Axes, xlabel: str = "x", ylabel: str = "y") -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -165,14 +172,17 @@ def predictions_figure(
     # the oracle conditions on every context point, so it is skipped for ragged (masked) batches
     truth = None
     if gp is not None and batch.mask_c is None:
+        gp = _first_tasks(gp, n)
         size = oracle_grid or oracle_grid_size(gp, x_range, minimum=grid_size)
         fine = torch.linspace(*x_range, size, dtype=torch.float64)  # [F]
-        truth = _oracle_marginals(gp, batch.xc, batch.yc, fine)  # ([B, F], [B, F])
+        truth = _oracle_marginals(gp, batch.xc[:n], batch.yc[:n], fine)  # ([n, F], [n, F])
 
     fig, axes = _figure(n, max_cols=4)
     for i, ax in enumerate(axes):
         if truth is not None:  # thin and light, under the model
-            _mean_and_band(ax, fine, truth[0][i], truth[1][i], ORACLE_COLOR, "GP oracle", 0.7, 0.12, zorder=1)
+            oracle_mean, oracle_std = truth[0][i], truth[1][i]
+            style = {"lw": 0.6, "alpha": 0.8, "band_alpha": 0.12, "zorder": 1}
+            _mean_and_band(ax, fine, oracle_mean, oracle_std, ORACLE_COLOR, "GP oracle", **style)
         if model.is_latent:  # function samples exist for latent models only
             for s in range(samples.shape[0]):
                 ax.plot(grid, samples[s, i], color=MODEL_COLOR, lw=0.6, alpha=0.5, label="samples" if s == 0 else None)
@@ -318,7 +328,7 @@ def read_metrics(csv_path: str | Path) -> dict[str, tuple[list[int], list[float]
     return metrics
 
 
-def ema(values: Sequence[float], smoothing: float = SMOOTHING) -> list[float]:
+def ema(values: Sequence[float], smoothing: float) -> list[float]:
     """Exponential moving average: ``s_0 = v_0``, ``s_t = smoothing s_{t-1} + (1 - smoothing) v_t``."""
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
@@ -334,7 +344,13 @@ def _monotone(values: Sequence[float]) -> bool:
     return all(d >= 0 for d in steps) or all(d <= 0 for d in steps)
 
 
-def training_curves_figure(csv_path: str | Path, title: str | None = None, smoothing: float = SMOOTHING) -> Figure:
+def default_smoothing(num_points: int) -> float:
+    """The EMA weight ``w`` whose window ``1 / (1 - w)`` is ``SMOOTHING_WINDOW`` of ``num_points``,
+    within [0.6, 0.99]: about the same share of a short or a long run is averaged."""
+    return min(0.99, max(0.6, 1 - 1 / (SMOOTHING_WINDOW * num_points)))
+
+
+def training_curves_figure(csv_path: str | Path, title: str | None = None, smoothing: float | None = None) -> Figure:
     """The figure of :func:`plot_training_curves`."""
     metrics = read_metrics(csv_path)
     if not metrics:
@@ -342,9 +358,10 @@ def training_curves_figure(csv_path: str | Path, title: str | None = None, smoot
     fig, axes = _figure(len(metrics), max_cols=3)
     for ax, (name, (steps, values)) in zip(axes, metrics.items()):
         few = len(values) < MIN_SMOOTH_POINTS
-        if smoothing > 0 and not few and not _monotone(values):
+        weight = default_smoothing(len(values)) if smoothing is None else smoothing
+        if weight > 0 and not few and not _monotone(values):
             ax.plot(steps, values, "-", color=MODEL_COLOR, lw=0.8, alpha=RAW_ALPHA, label="raw")
-            ax.plot(steps, ema(values, smoothing), "-", color=MODEL_COLOR, lw=1.5, label=f"EMA ({smoothing:g})")
+            ax.plot(steps, ema(values, weight), "-", color=MODEL_COLOR, lw=1.5, label=f"EMA ({weight:.3g})")
             ax.legend(fontsize="small")
         else:  # evaluations (few points) and schedules (monotone) are drawn as they are
             ax.plot(steps, values, ".-" if few else "-", color=MODEL_COLOR, ms=4, lw=1)
@@ -356,13 +373,14 @@ def training_curves_figure(csv_path: str | Path, title: str | None = None, smoot
 
 
 def plot_training_curves(
-    csv_path: str | Path, path: str | Path, title: str | None = None, smoothing: float = SMOOTHING
+    csv_path: str | Path, path: str | Path, title: str | None = None, smoothing: float | None = None
 ) -> Path:
     """One panel per numeric metric column of ``csv_path`` (see :func:`read_metrics`), x = step.
 
     Noisy series (at least ``MIN_SMOOTH_POINTS`` values, not monotone) are drawn as an
-    exponential moving average (:func:`ema`, weight ``smoothing``; 0 turns it off) over the raw
-    values, drawn faint; shorter ones (evaluations) as points, schedules (lr) as they are.
+    exponential moving average (:func:`ema`, weight ``smoothing``, by default
+    :func:`default_smoothing`; 0 turns it off) over the raw values, drawn faint; shorter ones
+    (evaluations) as points, schedules (lr) as they are.
     ``title`` heads the figure (say the model, data and steps; default ``"training curves,
     <last step> steps"``). Returns ``path``.
     """

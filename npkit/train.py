@@ -46,7 +46,7 @@ from npkit.tasks import Batch, validated_inputs
 
 # Settings that change the trajectory: a resumed run must use the same values (and the same
 # cosine horizon, see ``horizon``).
-TRAJECTORY = ("batch_size", "lr", "schedule", "grad_clip", "seed", "precision")
+TRAJECTORY = ("batch_size", "lr", "schedule", "grad_clip", "seed", "precision", "devices")
 
 
 def default_threads() -> int:

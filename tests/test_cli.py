@@ -50,12 +50,12 @@ def test_train_eval_plot_write_the_run_folder(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "GP oracle [rbf]" in printed and "GP fitted [rbf]" in printed
     metrics = json.loads((run / "metrics.json").read_text())["results"]
-    assert {"np [rbf]", "GP oracle [rbf]"} <= set(metrics)
-    assert metrics["GP oracle [rbf]"]["tar_ll"] > metrics["np [rbf]"]["tar_ll"]
+    assert {"anp [rbf]", "GP oracle [rbf]"} <= set(metrics)
+    assert metrics["GP oracle [rbf]"]["tar_ll"] > metrics["anp [rbf]"]["tar_ll"]
     no_fit = ("eval.num_batches=2", "eval.gp_fitted=false", "eval.kernels=[rbf]")
     assert cli("eval", run, "--cache-dir", cache, sets=no_fit) == 0
     again = json.loads((run / "metrics.json").read_text())["results"]
-    assert again["np [rbf]"] == metrics["np [rbf]"]  # evaluation is reproducible
+    assert again["anp [rbf]"] == metrics["anp [rbf]"]  # evaluation is reproducible
     assert cli("plot", run, sets=("eval.kernels=[rbf]",)) == 0
     figures = sorted(p.name for p in (run / "figures").glob("*.png"))
     assert figures == ["predictions-rbf.png", "prior-trained.png", "prior-untrained.png", "training-curves.png"]
@@ -96,7 +96,7 @@ BAD_SETS = [
     (
         "model.hiden_dim=16",
         "unknown model option(s) ['hiden_dim'] (did you mean 'hidden_dim'?); "
-        f"expected some of {_keys(MODELS['np'].config_class)}",
+        f"expected some of {_keys(MODELS['anp'].config_class)}",
     ),
     ("data.noise_std=abc", "data.noise_std must be a float, got 'abc'"),
     ("train.lr=abc", "train.lr must be a float, got 'abc'"),

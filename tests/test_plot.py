@@ -14,6 +14,7 @@ from npkit.plot import (
     ORACLE_CHUNK,
     RAW_ALPHA,
     _oracle_marginals,
+    default_smoothing,
     ema,
     oracle_grid_size,
     plot_predictions,
@@ -173,7 +174,7 @@ def test_oracle_grid_is_denser_for_short_length_scales_and_periods():
 
 def test_the_oracle_is_drawn_on_its_dense_grid_thinner_than_the_model(model, periodic):
     batch, truth = periodic
-    fig = predictions_figure(model, batch, num_tasks=1, num_samples=2, grid_size=50, x_range=(-2, 2), gp=truth)
+    fig = predictions_figure(model, batch, num_tasks=2, num_samples=2, grid_size=50, x_range=(-2, 2), gp=truth)
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     oracle, model_mean = lines["GP oracle"], lines[f"{model.name} mean ± 2 std"]
     assert len(oracle.get_xdata()) == oracle_grid_size(truth, (-2, 2), minimum=50) > len(model_mean.get_xdata())
@@ -230,6 +231,15 @@ def test_training_curves_are_smoothed_over_faint_raw_values(tmp_path):
         ("step", "eval/tar_ll"),
         ("step", "lr"),
     ]
+
+
+def test_default_smoothing_averages_the_same_share_of_short_and_long_runs(tmp_path):
+    assert default_smoothing(400) == pytest.approx(0.95)  # a window of 20 points = 5%
+    assert default_smoothing(40) == 0.6 and default_smoothing(10**6) == 0.99  # the bounds
+    losses = [float(i % 3) for i in range(400)]
+    rows = "\n".join(f"{i},{loss}" for i, loss in enumerate(losses))
+    fig = training_curves_figure(write_csv(tmp_path / "metrics.csv", "step,loss\n" + rows + "\n"))
+    assert list(fig.axes[0].get_lines()[1].get_ydata()) == pytest.approx(ema(losses, 0.95))
 
 
 def test_training_curves_title_defaults_to_the_last_step(tmp_path):

@@ -74,7 +74,10 @@ class FunctionSampler(ABC):
         x = uniform((batch_size, nc + nt, 1), *self.x_range, generator)
         y, truth = self.functions(x, generator)
         x, y = x.float(), y.float()
-        return Batch(xc=x[:, :nc], yc=y[:, :nc], xt=x[:, nc:], yt=y[:, nc:]), truth
+        part = lambda t, points: t[:, points].contiguous()  # own memory: the same numbers once cached
+        context, targets = slice(0, nc), slice(nc, None)
+        batch = Batch(xc=part(x, context), yc=part(y, context), xt=part(x, targets), yt=part(y, targets))
+        return batch, truth
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         return self.sample_with_truth(batch_size, generator)[0]
