@@ -35,12 +35,15 @@ from tqdm import tqdm
 from npkit.baselines.gp import fitted_gp, gp_posterior
 from npkit.data.evalset import EvalSet, cached_eval_set, load_eval_set, make_eval_set, save_eval_set
 from npkit.models.base import check_num_samples
-from npkit.objectives import log_marginal_estimate
+from npkit.objectives import importance_estimate
 from npkit.predictive import SampleMixture, per_sample
 from npkit.tasks import Batch, validated_inputs
 
 METRICS = ("ctx_ll", "tar_ll", "tar_ll_joint", "tar_ll_joint_iw", "mse", "coverage95", "tar_ll_se", "num_tasks")
 COVERAGE = 0.95
+# Largest [S, B, n, Dy] tensor of per-sample statistics that evaluate builds at once: the model is
+# queried on chunks of points (all with the same latent samples), so memory is bounded in targets.
+EVAL_CHUNK_ELEMENTS = 2**22
 
 __all__ = [
     "METRICS",
@@ -137,22 +140,61 @@ def _split(t: Tensor, nc: int, dim: int) -> tuple[Tensor, Tensor]:
     return t.narrow(dim, 0, nc), t.narrow(dim, nc, t.shape[dim] - nc)
 
 
-def _metrics(components: Distribution, batch: Batch) -> dict[str, float]:
-    """Metrics of one batch from the per-sample predictive at ``batch.x`` (batch [S, B, Nc + Nt])."""
+def _chunks(model, batch: Batch, x: Tensor, z: Tensor | None):
+    """(points, components) for consecutive chunks of the points of x [B, N, Dx]: the slice and
+    the per-sample predictive there (batch [S, B, n]), every chunk with the same latent samples
+    z [S, B, z_dim] (None for deterministic models), at most ``EVAL_CHUNK_ELEMENTS`` per
+    [S, B, n, Dy] tensor. At least one chunk, empty when N = 0."""
+    per_point = (1 if z is None else z.shape[0]) * x.shape[0] * batch.yc.shape[-1]
+    size = max(1, EVAL_CHUNK_ELEMENTS // max(1, per_point))
+    options = {} if z is None else {"z": z}
+    for start in range(0, max(1, x.shape[1]), size):
+        points = slice(start, start + size)
+        pred = model(batch.xc, batch.yc, x[:, points], mask_c=batch.mask_c, **options)
+        yield points, per_sample(model, pred)
+
+
+def _summed_log_lik(log_lik: Tensor, keep: Tensor | None) -> Tensor:
+    """Sum over points of log_lik [S, B, n] where keep [B, n] is True (all when None) -> [S, B]."""
+    return (log_lik if keep is None else log_lik.masked_fill(~keep, 0.0)).sum(-1)
+
+
+def _batch_stats(model, batch: Batch, z: Tensor | None) -> dict[str, float]:
+    """Metrics of one batch: the model queried at ``batch.x`` (context then targets) chunk by
+    chunk with the latent samples z, keeping only per-point [B, N] and per-sample [S, B] sums."""
     nc = batch.num_context
-    ll_s, ll, sq_err, covered = _point_stats(components, batch.y)
-    ll_s_t = _split(ll_s, nc, 2)[1]
+    scored = torch.ones(batch.x.shape[:2], dtype=torch.bool, device=batch.x.device)
+    scored[:, :nc] = False  # the joint sums the targets only
     if batch.mask_t is not None:
-        ll_s_t = ll_s_t.masked_fill(~batch.mask_t, 0.0)
-    tar_joint = _logmeanexp(ll_s_t.sum(-1), 0)  # [B]
+        scored[:, nc:] = batch.mask_t
+    y = batch.y
+    ll, sq_err, covered, joint = [], [], [], 0.0
+    for points, components in _chunks(model, batch, batch.x, z):
+        ll_s, ll_part, sq_part, covered_part = _point_stats(components, y[:, points])
+        joint = joint + _summed_log_lik(ll_s, scored[:, points])
+        ll.append(ll_part)
+        sq_err.append(sq_part)
+        covered.append(covered_part)
+    ll, sq_err, covered = (torch.cat(parts, 1) for parts in (ll, sq_err, covered))
+    tar_joint = _logmeanexp(joint, 0)  # [B]
     ll_c, ll_t = _split(ll, nc, 1)
     t = lambda v: _split(v, nc, 1)[1]
     return _batch_metrics(ll_c, ll_t, tar_joint, t(sq_err), t(covered), batch.mask_c, batch.mask_t)
 
 
 def _joint_importance_weighted(model, batch: Batch, num_samples: int) -> float:
-    """Mean over tasks of log p(yt | C) / Nt, importance-sampled with proposal q(z | C ∪ T)."""
-    estimate, num_t = log_marginal_estimate(model, batch, num_samples, "posterior", include_context=False)
+    """Mean over tasks of log p(yt | C) / Nt, importance-sampled with proposal q(z | C ∪ T): the
+    estimate of ``npkit.objectives.log_marginal_estimate`` (targets only), with the targets'
+    log-likelihoods summed chunk by chunk."""
+    p = model.posterior(batch.xc, batch.yc, batch.mask_c)
+    q = model.posterior(batch.x, batch.y, batch.mask)
+    z = q.rsample((num_samples,))
+    log_lik = 0.0  # [S, B] once summed over the chunks of targets
+    for points, components in _chunks(model, batch, batch.xt, z):
+        keep = None if batch.mask_t is None else batch.mask_t[:, points]
+        log_lik = log_lik + _summed_log_lik(components.log_prob(batch.yt[:, points]), keep)
+    estimate = importance_estimate(log_lik, z, p, q)
+    num_t = batch.mask_t.sum(1) if batch.mask_t is not None else torch.full_like(estimate, batch.num_target)
     scored = num_t > 0
     return (estimate[scored] / num_t[scored]).mean().item()
 
@@ -161,15 +203,15 @@ def evaluate(model, batches, num_samples: int = 50, progress: bool = False) -> d
     """Metrics of ``model`` on ``batches`` (an ``EvalSet`` or a list of batches; see the module
     docstring), keys ``METRICS``.
 
-    The model is queried once per batch at ``batch.x`` (context then targets) with
-    ``num_samples`` z for latent models; the first Nc outputs score the context, the rest the
-    targets. ``mask_c`` is passed to the model; points masked out by ``mask_t`` are not scored.
-    Targets are decoded in chunks, so memory stays bounded for thousands of targets.
+    The model is queried at ``batch.x`` (context then targets) with ``num_samples`` z ~ p(z | C)
+    for latent models; the first Nc outputs score the context, the rest the targets. ``mask_c``
+    is passed to the model; points masked out by ``mask_t`` are not scored. Points are queried
+    in chunks sharing the same z (``EVAL_CHUNK_ELEMENTS``) and decoded in smaller ones
+    (``npkit.models.base.PREDICT_CHUNK_ELEMENTS``), so memory stays bounded in targets and samples.
     """
     check_num_samples(num_samples)
     was_training = model.training
     device = next(model.parameters()).device
-    options = {"num_samples": num_samples} if model.is_latent else {}
     model.eval()
     per_batch = []
     try:
@@ -178,8 +220,10 @@ def evaluate(model, batches, num_samples: int = 50, progress: bool = False) -> d
                 if batch.yt is None:
                     raise ValueError("evaluation needs target outputs yt")
                 batch = batch.to(device)
-                pred = model(batch.xc, batch.yc, batch.x, mask_c=batch.mask_c, **options)
-                metrics = _metrics(per_sample(model, pred), batch)
+                z = None
+                if model.is_latent:  # drawn as the model draws them: z ~ p(z | C)
+                    z = model.posterior(batch.xc, batch.yc, batch.mask_c).rsample((num_samples,))
+                metrics = _batch_stats(model, batch, z)
                 if model.is_latent:
                     metrics["tar_ll_joint_iw"] = _joint_importance_weighted(model, batch, num_samples)
                 per_batch.append(metrics)

@@ -142,10 +142,15 @@ def log_marginal_estimate(
     p = model.posterior(batch.xc, batch.yc, batch.mask_c)
     q = p if proposal == "context" else model.posterior(batch.x, batch.y, batch.mask)
     z = q.rsample((num_samples,))
-    log_w = _sum_points(model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c).log_prob(y), mask)  # [S, B]
-    if proposal == "posterior":
-        log_w = log_w + p.log_prob(z) - q.log_prob(z)
-    return torch.logsumexp(log_w, 0) - math.log(num_samples), n
+    log_lik = _sum_points(model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c).log_prob(y), mask)  # [S, B]
+    return importance_estimate(log_lik, z, p, q), n
+
+
+def importance_estimate(log_lik: Tensor, z: Tensor, prior: Distribution, proposal: Distribution) -> Tensor:
+    """log 1/S sum_s p(y | z_s) prior(z_s) / proposal(z_s), [B], from the samples z [S, B, z_dim]
+    of the proposal and their log-likelihoods log_lik [S, B] (the proposal is the prior: weights 1)."""
+    log_w = log_lik if proposal is prior else log_lik + prior.log_prob(z) - proposal.log_prob(z)
+    return torch.logsumexp(log_w, 0) - math.log(z.shape[0])
 
 
 def iwae(

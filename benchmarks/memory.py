@@ -1,0 +1,168 @@
+"""Peak memory of evaluation and prediction on image-sized tasks (issue: memory bounded in targets
+and samples), and of one training step, as information.
+
+    python benchmarks/memory.py [--models cnp lnp np anp] [--width 128] [--baseline]
+
+Each measurement runs in its own process, so its peak RSS (``ru_maxrss``) is its own. The default
+task is a batch of 16 64x64 RGB images: x in [0, 1]^2, y in [0, 1]^3, 300 context points and
+4,096 targets, 50 latent samples. Three measurements:
+
+- ``evaluate``: ``npkit.evaluation.evaluate(model, [batch], num_samples=50)``;
+- ``predict``:  ``npkit.predict(model, xc, yc, xt, num_samples=50)`` (and its mean and stddev);
+- ``train``:    forward + backward of ``npkit.objectives.iwae`` with 4 samples (``nll`` for the
+  CNP) on 1,000 context points and 4,096 targets, by default for the ANP only (``--train-models``).
+
+``--baseline`` adds the RSS of the process after importing torch, building the model and drawing
+the batch (before the measured call) and the increment of the peak over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+import npkit
+from npkit.evaluation import evaluate
+from npkit.models import build_model
+from npkit.objectives import iwae, nll
+from npkit.tasks import Batch
+
+TASKS = ("evaluate", "predict", "train")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def make_model(name: str, width: int):
+    sizes = dict(hidden_dim=width, r_dim=width)
+    return build_model(name, x_dim=2, y_dim=3, **sizes, **({} if name == "cnp" else {"z_dim": width}))
+
+
+def make_batch(batch_size: int, num_context: int, num_target: int, seed: int) -> Batch:
+    """Random image-like tasks: x in [0, 1]^2, y in [0, 1]^3."""
+    g = torch.Generator().manual_seed(seed)
+    u = lambda n, d: torch.rand(batch_size, n, d, generator=g)
+    return Batch(u(num_context, 2), u(num_context, 3), u(num_target, 2), u(num_target, 3))
+
+
+def worker(args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = make_model(args.worker, args.width)
+    num_context = args.train_context if args.task == "train" else args.context
+    batch = make_batch(args.batch_size, num_context, args.targets, seed=1)
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    if args.task == "evaluate":
+        evaluate(model, [batch], num_samples=args.samples)
+    elif args.task == "predict":
+        with torch.no_grad():
+            model.eval()
+            pred = npkit.predict(model, batch.xc, batch.yc, batch.xt, num_samples=args.samples)
+            _ = (pred.mean, pred.stddev)  # the mixture's moments are computed on access
+    else:
+        model.train()
+        loss = iwae(model, batch, num_samples=args.train_samples) if model.is_latent else nll(model, batch)
+        loss.loss.backward()
+    seconds = time.perf_counter() - start
+    return {
+        "model": args.worker,
+        "task": args.task,
+        "params": sum(p.numel() for p in model.parameters()),
+        "baseline_mb": baseline,
+        "peak_mb": peak_rss_mb(),
+        "seconds": seconds,
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["cnp", "lnp", "np", "anp"])
+    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--train-models", nargs="+", default=["anp"], help="models whose training step is measured")
+    parser.add_argument("--width", type=int, default=128, help="hidden_dim = r_dim = z_dim")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--context", type=int, default=300, help="context points in evaluate and predict")
+    parser.add_argument("--targets", type=int, default=4096)
+    parser.add_argument("--samples", type=int, default=50, help="latent samples in evaluate and predict")
+    parser.add_argument("--train-context", type=int, default=1000)
+    parser.add_argument("--train-samples", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also show the RSS before the measured call (torch imported, model built) and the increment",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--task", choices=TASKS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    threads = args.threads or torch.get_num_threads()
+    print(f"command: python benchmarks/memory.py {' '.join(sys.argv[1:])}")
+    print(f"machine: {cpu_name()}, {threads} torch threads, torch {torch.__version__}")
+    print(
+        f"batch {args.batch_size}, x_dim 2, y_dim 3, width {args.width}; evaluate/predict: {args.context} context, "
+        f"{args.targets} targets, {args.samples} latent samples; train: {args.train_context} context, "
+        f"{args.targets} targets, iwae with {args.train_samples} samples (nll for cnp), forward + backward\n"
+    )
+    head = ["model", "task", "params", "peak RSS MB"] + (["baseline MB", "increment MB"] if args.baseline else [])
+    print("| " + " | ".join([*head, "seconds"]) + " |")
+    print("|" + "---|" * (len(head) + 1))
+    forward = [
+        "--width",
+        str(args.width),
+        "--batch-size",
+        str(args.batch_size),
+        "--context",
+        str(args.context),
+        "--targets",
+        str(args.targets),
+        "--samples",
+        str(args.samples),
+        "--train-context",
+        str(args.train_context),
+        "--train-samples",
+        str(args.train_samples),
+        "--threads",
+        str(args.threads),
+    ]
+    for name in args.models:
+        for task in args.tasks:
+            if task == "train" and name not in args.train_models:
+                continue
+            cmd = [sys.executable, __file__, "--worker", name, "--task", task, *forward]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                print(f"| {name} | {task} | failed (exit {out.returncode}): {out.stderr.strip()[-300:]} |")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            cells = [name, task, f"{r['params']:,}", f"{r['peak_mb']:.0f}"]
+            if args.baseline:
+                cells += [f"{r['baseline_mb']:.0f}", f"{r['peak_mb'] - r['baseline_mb']:.0f}"]
+            print("| " + " | ".join([*cells, f"{r['seconds']:.2f}"]) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
