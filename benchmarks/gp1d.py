@@ -50,6 +50,7 @@ def eval_set(kernel: str, args: argparse.Namespace) -> list:
 
 
 def worker(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
     model = make_model(args.worker)
     name, options = objective_of(model)
     objective = get_objective(name, model, **options)
@@ -58,7 +59,7 @@ def worker(args: argparse.Namespace) -> dict:
     timing_model = make_model(args.worker)
     step_ms = median_step_ms(timing_model, objective, [sampler.sample(16, generator) for _ in range(55)])
     start = time.perf_counter()
-    fit(model, sampler, name, options, steps=args.steps, batch_size=16, lr=5e-4, progress=False)
+    fit(model, sampler, name, options, steps=args.steps, batch_size=16, lr=5e-4, threads=args.threads, progress=False)
     fit_ms = 1000 * (time.perf_counter() - start) / args.steps
     scores = {}
     for kernel in KERNELS:
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--eval-batches", type=int, default=100, help="evaluation batches of 16 tasks per kernel")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation sets")
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per model process")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -109,6 +111,8 @@ def main() -> None:
             str(args.eval_batches),
             "--seed",
             str(args.seed),
+            "--threads",
+            str(args.threads),
         ]
         if args.cache_dir:
             cmd += ["--cache-dir", args.cache_dir]
@@ -122,7 +126,7 @@ def main() -> None:
         f"per kernel (seed {args.seed}); CNP trains with nll, latent models with the 4-sample "
         "importance-weighted bound (proposal q(z | C ∪ T)); 50 latent samples in evaluation"
     )
-    print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"machine: {cpu_name()}, {args.threads} torch threads per model, torch {torch.__version__}")
     print(f"command: python benchmarks/gp1d.py {' '.join(sys.argv[1:])}")
     print("tar_ll = per-point marginal (ctx excluded); joint = logmeanexp_s sum_n log p / Nt; oracle = exact GP\n")
     head = "| model | params | step ms | fit ms | peak RSS MB |" + "".join(

@@ -219,7 +219,7 @@ def test_training_killed_mid_run_resumes_to_the_same_model(tmp_path):
     "command, expected",
     [
         ("train", ["Presets:", "quickstart", "--resume", "--set"]),
-        ("eval", ["GP oracle", "--cache-dir"]),
+        ("eval", ["GP oracle", "--cache-dir", "95% coverage"]),
         ("plot", ["oracle", "training curves"]),
     ],
 )
@@ -229,6 +229,7 @@ def test_every_subcommand_explains_itself(capsys, command, expected):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert all(word in text for word in expected)
+    assert "%%" not in text  # argparse does not %-format descriptions
 
 
 def test_eval_uses_the_runs_data_options(tmp_path):

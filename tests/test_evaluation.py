@@ -298,3 +298,11 @@ def test_a_batch_without_targets_is_one_clear_error(batches):
     empty = Batch(batches[0].xc, batches[0].yc, batches[0].xt[:, :0], batches[0].yt[:, :0])
     with pytest.raises(ValueError, match=r"a batch has no target points to evaluate \(n_target = 0\)"):
         evaluate(_tiny("np"), [empty], num_samples=2)
+
+
+def test_an_unwritable_cache_folder_is_skipped_with_a_warning(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")  # the cache folder cannot be created: as a read-only folder would fail
+    with pytest.warns(UserWarning, match="not caching the evaluation set: cannot write"):
+        evalset = cached_eval_set(make_sampler("gp1d"), 1, 2, seed=0, cache_dir=blocker / "cache")
+    _assert_batches_equal(evalset, make_eval_set(make_sampler("gp1d"), 1, 2, 0))
