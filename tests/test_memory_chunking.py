@@ -157,3 +157,33 @@ def test_evaluate_with_bernoulli_likelihood_is_unchanged_by_chunking(monkeypatch
     chunked = evaluate(model, [batch], num_samples=6)
     assert math.isnan(chunked["coverage95"])
     _same_metrics(whole, chunked)
+
+
+# --- training: recomputed (checkpointed) chunks give the same loss and gradients
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_recomputed_training_chunks_give_the_same_loss_and_gradients(name, monkeypatch):
+    """Large tasks train with decoder chunks and attention blocks recomputed in the backward
+    pass: the loss and every gradient equal one plain pass."""
+    import npkit.nn.attention as attention
+    from npkit.objectives import get_objective
+
+    batch = image_like(masked=True).to("cpu", torch.float64)
+    objective = get_objective("nll" if name == "cnp" else "iwae", **({} if name == "cnp" else {"num_samples": 3}))
+
+    def loss_and_grads():
+        model = make(name).double().train()
+        torch.manual_seed(5)
+        loss = objective(model, batch).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain_loss, plain_grads = loss_and_grads()
+    monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 3 * 3 * HIDDEN * 4)  # 4 targets per chunk
+    monkeypatch.setattr(attention, "RECOMPUTE_ELEMENTS", 1)  # every attention block recomputed
+    chunked_loss, chunked_grads = loss_and_grads()
+    assert torch.allclose(chunked_loss, plain_loss, rtol=1e-12, atol=1e-12)
+    assert len(chunked_grads) == len(plain_grads)
+    for a, b in zip(chunked_grads, plain_grads):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)

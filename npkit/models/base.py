@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
+from torch.utils.checkpoint import checkpoint
 
 from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
 from npkit.nn import INITS, SetEncoder, init_weights, mlp
@@ -253,8 +254,22 @@ class NeuralProcess(nn.Module):
             raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
         encoded = self.encode(xc, yc, mask_c)
         if torch.is_grad_enabled():
-            return self.likelihood(self.decode(self.aggregate(encoded, xt), z))
+            return self.likelihood(self._decode_recomputed(encoded, xt, z))
         return self.likelihood(self._decode_in_chunks(encoded, xt, z))
+
+    def _decode_recomputed(self, encoded: Any, xt: Tensor, z: Tensor | None) -> Tensor:
+        """``decode(aggregate(encoded, xt), z)`` with gradients. Above ``PREDICT_CHUNK_ELEMENTS``
+        decoder activations (thousands of targets: images), chunks of targets are decoded under
+        activation checkpointing: their activations are recomputed in the backward pass instead
+        of kept, so training memory is bounded in targets too. Small tasks take one plain pass."""
+        num_z = 1 if z is None else z.shape[0]
+        per_point = max(1, num_z * xt.shape[0] * self.config.hidden_dim)
+        points = max(1, PREDICT_CHUNK_ELEMENTS // per_point)
+        if points >= xt.shape[1]:
+            return self.decode(self.aggregate(encoded, xt), z)
+        piece = lambda part: self.decode(self.aggregate(encoded, part), z)
+        parts = [checkpoint(piece, part, use_reentrant=False) for part in xt.split(points, dim=1)]
+        return torch.cat(parts, dim=-2)
 
     def _decode_in_chunks(self, encoded: Any, xt: Tensor, z: Tensor | None) -> Tensor:
         """``decode(aggregate(encoded, xt), z)`` in pieces of at most ``PREDICT_CHUNK_ELEMENTS``

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 class MultiheadAttention(nn.Module):
@@ -52,6 +53,11 @@ class MultiheadAttention(nn.Module):
         return self.norm2(h + self.ff(h))
 
 
+# Sets larger than this (elements of h) are trained with each block's activations recomputed in
+# the backward pass (activation checkpointing): thousands of points (images) in bounded memory.
+RECOMPUTE_ELEMENTS = 2**21
+
+
 class SelfAttention(nn.Sequential):
     """A stack of ``num_layers`` self-attention blocks over a set h [B, N, D] (mask [B, N])."""
 
@@ -59,6 +65,7 @@ class SelfAttention(nn.Sequential):
         super().__init__(*[MultiheadAttention(dim, num_heads) for _ in range(num_layers)])
 
     def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        recompute = torch.is_grad_enabled() and h.numel() > RECOMPUTE_ELEMENTS
         for block in self:
-            h = block(h, h, h, mask)
+            h = checkpoint(block, h, h, h, mask, use_reentrant=False) if recompute else block(h, h, h, mask)
         return h
