@@ -52,14 +52,15 @@ def _checked(config: dict) -> dict:
     """``config`` once its data and model options are checked (names, types, values) and the
     samplers of its evaluation kernels build, so that a bad value stops a command before it
     starts work. (``npkit.config`` checks the train, eval and plot sections; these need torch.)"""
-    from npkit.data import PRESETS
+    from npkit.data import PRESETS, preset_options
     from npkit.models import MODELS
     from npkit.options import check_options, from_options
 
     data, data_options = split_section(config["data"])
     if data in PRESETS:  # else make_sampler names the presets
         data_options.pop("kernel", None)  # make_sampler checks the kernel
-        check_options(type(PRESETS[data]()), data_options, "data")
+        cls, loader_args = preset_options(data)  # loader_args (MNIST's root, split) choose the data
+        check_options(cls, {k: v for k, v in data_options.items() if k not in loader_args}, "data")
     _sampler(config)
     for kernel in section_config(config, "eval").kernels:
         _sampler(config, kernel)
@@ -182,6 +183,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
     written = []
     for kernel in config["eval"]["kernels"]:
         sampler = _sampler(config, kernel)
+        if not hasattr(sampler, "sample_with_truth"):
+            raise ValueError(f"npkit plot draws function tasks only; {data} tasks (images) have no plots yet")
         generator = torch.Generator().manual_seed(pl.seed)
         batch, truth = sampler.sample_with_truth(pl.num_tasks, generator)
         tasks = f"{kernel} GP tasks" if kernel else f"{data} tasks"
