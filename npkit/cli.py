@@ -160,8 +160,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_plot(args: argparse.Namespace) -> None:
     import torch
 
+    from npkit.data import ImageSampler
     from npkit.models import build_model
-    from npkit.plot import plot_predictions, plot_prior_samples, plot_training_curves
+    from npkit.plot import (
+        completion_context_sizes,
+        plot_completion,
+        plot_predictions,
+        plot_prior_samples,
+        plot_training_curves,
+    )
     from npkit.runs import CheckpointError, checkpoint_state, latest_checkpoint, load_trained, metrics_csv
     from npkit.train import default_threads
 
@@ -181,10 +188,29 @@ def cmd_plot(args: argparse.Namespace) -> None:
         steps = int(config["train"].get("steps", 0))
     trained = f"after {steps:,} training steps on {trained_on}"
     written = []
-    for kernel in config["eval"]["kernels"]:
+    image_sampler = _sampler(config)
+    images = isinstance(image_sampler, ImageSampler)
+    if images:  # completions of plot.num_tasks images drawn with plot.seed
+        generator = torch.Generator().manual_seed(pl.seed)
+        picks = torch.randperm(len(image_sampler.images), generator=generator)[: pl.num_tasks].tolist()
+        sizes = completion_context_sizes(image_sampler.shape[0] * image_sampler.shape[1])
+        for i, index in enumerate(picks):
+            written.append(
+                plot_completion(
+                    model,
+                    image_sampler,
+                    image_sampler.images[index],
+                    out / f"completion-{i}.png",
+                    context_sizes=sizes,
+                    num_samples=pl.num_samples,
+                    seed=pl.seed + i,
+                    title=f"{name} {trained}: completion of {image_sampler.source} image {index}",
+                )
+            )
+    for kernel in () if images else config["eval"]["kernels"]:  # images: the completions above
         sampler = _sampler(config, kernel)
         if not hasattr(sampler, "sample_with_truth"):
-            raise ValueError(f"npkit plot draws function tasks only; {data} tasks (images) have no plots yet")
+            raise ValueError(f"npkit plot draws function tasks only; {data} tasks have no plots yet")
         generator = torch.Generator().manual_seed(pl.seed)
         batch, truth = sampler.sample_with_truth(pl.num_tasks, generator)
         tasks = f"{kernel} GP tasks" if kernel else f"{data} tasks"
@@ -208,6 +234,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
         (untrained, "prior-untrained.png", f"{name} prior\nuntrained"),
         (model, "prior-trained.png", f"{name} prior\n{trained}"),
     )
+    if images:
+        priors = ()  # prior plots draw 1D functions
     for prior_model, file, title in priors:
         written.append(plot_prior_samples(prior_model, out / file, x_range=x_range, seed=pl.seed, title=title))
     if metrics_csv(run_dir).is_file():

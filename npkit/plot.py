@@ -1,4 +1,4 @@
-"""PNG figures: model predictions on 1D tasks, prior samples, training curves.
+"""PNG figures: model predictions on 1D tasks, prior samples, image completions, training curves.
 
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas, so no pyplot state
 or interactive backend is involved. Each ``plot_*`` function writes a PNG and returns its path;
@@ -23,8 +23,9 @@ from torch import Tensor
 
 from npkit.baselines.gp import gp_posterior
 from npkit.data.gp import TrueGP
+from npkit.data.images import ImageSampler, pixel_grid
 from npkit.models.base import NeuralProcess
-from npkit.predictive import SampleMixture, per_sample
+from npkit.predictive import SampleMixture, per_sample, predict, sample_functions
 from npkit.tasks import Batch
 
 DPI = 100
@@ -36,6 +37,11 @@ ORACLE_CHUNK = 256  # grid points per exact-GP solve (only the marginals are dra
 SMOOTHING_WINDOW = 0.05  # default EMA window of the training curves: 5% of a series
 MIN_SMOOTH_POINTS = 20  # shorter series (periodic evaluations) are drawn raw
 RAW_ALPHA = 0.25  # the unsmoothed values, drawn faint behind the EMA
+IMAGE_PANEL = 1.6  # inches per image panel of a completion figure
+MIN_COMPLETION_WIDTH = 6.5  # inches: room for a two-line title over three columns
+UNOBSERVED_COLOR = (0.0, 0.0, 1.0)  # pixels outside the context in the context panel (blue)
+COMPLETION_MIXTURE_SAMPLES = 50  # z samples behind a latent model's predictive mean and std
+STD_CMAP = "viridis"
 
 
 def _figure(num_panels: int, max_cols: int) -> tuple[Figure, list[Axes]]:
@@ -385,3 +391,152 @@ def plot_training_curves(
     <last step> steps"``). Returns ``path``.
     """
     return _save(training_curves_figure(csv_path, title, smoothing), path)
+
+
+def completion_context_sizes(num_pixels: int) -> tuple[int | None, ...]:
+    """Context sizes for completion figures of images of ``num_pixels`` pixels: 10, 100, 300
+    and all pixels for images larger than 300 pixels (MNIST), else about 5%, 15% and 50% of the
+    pixels and all of them (3, 10, 32 and all 64 for the 8x8 digits)."""
+    if num_pixels > 300:
+        return (10, 100, 300, None)
+    return (max(1, round(num_pixels * 0.05)), max(1, round(num_pixels * 0.15)), num_pixels // 2, None)
+
+
+def _check_image(model: NeuralProcess, image: Tensor) -> None:
+    cfg = model.config
+    if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] not in (1, 3):
+        got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image must be a tensor [C, H, W] with C = 1 (grey) or 3 (RGB), got {got}")
+    if (cfg.x_dim, cfg.y_dim) != (2, image.shape[0]):
+        raise ValueError(
+            f"completing a {image.shape[0]}-channel image needs x_dim = 2 and y_dim = {image.shape[0]}, "
+            f"got x_dim={cfg.x_dim}, y_dim={cfg.y_dim}"
+        )
+    if image.min() < 0 or image.max() > 1:
+        raise ValueError("image must have values in [0, 1]")
+
+
+def _context_counts(context_sizes: Sequence[int | None], num_pixels: int) -> list[int]:
+    """The context sizes as pixel counts: None -> all, larger ones clipped to ``num_pixels``,
+    repeats (after clipping) dropped, order kept."""
+    counts: list[int] = []
+    for size in context_sizes:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise ValueError(f"context sizes must be ints >= 0 or None (all pixels), got {size!r}")
+        count = num_pixels if size is None else min(size, num_pixels)
+        if count not in counts:
+            counts.append(count)
+    if not counts:
+        raise ValueError("context_sizes is empty")
+    return counts
+
+
+def _show(ax: Axes, pixels: Tensor, **options):
+    """imshow of pixels [H, W, C] (C = 1 grey, 3 RGB) in [0, 1], no ticks."""
+    pixels = pixels.clamp(0, 1).cpu().numpy()
+    if pixels.shape[-1] == 1:
+        image = ax.imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest", **options)
+    else:
+        image = ax.imshow(pixels, interpolation="nearest", **options)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return image
+
+
+def completion_figure(
+    model: NeuralProcess,
+    sampler: ImageSampler,
+    image: Tensor,
+    context_sizes: Sequence[int | None] = (10, 100, 300, None),
+    num_samples: int = 5,
+    seed: int = 0,
+    title: str | None = None,
+) -> Figure:
+    """The figure of :func:`plot_completion`."""
+    _check_image(model, image)
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    channels, height, width = image.shape
+    pixels = height * width
+    counts = _context_counts(context_sizes, pixels)
+    grid = pixel_grid(height, width, sampler.coords)  # [HW, 2]
+    values = image.float().reshape(channels, pixels).T  # [HW, C]
+    shift = 0.5 if sampler.values == "centered" else 0.0
+    order = torch.randperm(pixels, generator=torch.Generator().manual_seed(seed))  # nested contexts
+    samples_shown = num_samples if model.is_latent else 0
+
+    rows = []  # per row: (count, context panel, mean, std, samples), images [H, W, C]
+    to_pixels = lambda t: t.reshape(height, width, -1).float().cpu()  # [HW, C] -> [H, W, C]
+    with _predicting(model, seed) as device:
+        xt = grid.to(device)[None]  # [1, HW, 2]
+        for count in counts:
+            chosen = order[:count]
+            xc, yc = xt[:, chosen], (values[chosen] - shift).to(device)[None]
+            options = {"num_samples": COMPLETION_MIXTURE_SAMPLES} if model.is_latent else {}
+            pred = predict(model, xc, yc, xt, **options)
+            mean, std = pred.mean[0] + shift, pred.stddev[0]  # [HW, C]
+            draws = (
+                sample_functions(model, xc, yc, xt, num_samples=samples_shown)[:, 0] + shift
+                if samples_shown
+                else torch.zeros(0, pixels, channels)
+            )
+            observed = torch.zeros(pixels, dtype=torch.bool)
+            observed[chosen] = True
+            context = torch.tensor(UNOBSERVED_COLOR).expand(pixels, 3).clone()
+            context[observed] = values[observed].expand(-1, 3) if channels == 1 else values[observed]
+            rows.append((count, to_pixels(context), to_pixels(mean), to_pixels(std), [to_pixels(d) for d in draws]))
+
+    cols = 3 + samples_shown
+    width = max(IMAGE_PANEL * cols + 0.8, MIN_COMPLETION_WIDTH)
+    fig = Figure(figsize=(width, IMAGE_PANEL * len(rows) + 0.8), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    # one colour scale for every std panel (so rows compare): 0 to the largest std shown
+    std_max = max(std.max().item() for _, _, _, std, _ in rows) or 1.0
+    std_name = "std" if channels == 1 else "std (RMS over channels)"
+    for r, (count, context, mean, std, draws) in enumerate(rows):
+        row = axes[r]
+        _show(row[0], context)
+        _show(row[1], mean)
+        std_map = std.square().mean(-1, keepdim=True).sqrt()  # [H, W, 1]
+        std_image = row[2].imshow(std_map[..., 0].numpy(), cmap=STD_CMAP, vmin=0, vmax=std_max, interpolation="nearest")
+        row[2].set_xticks([])
+        row[2].set_yticks([])
+        for s, draw in enumerate(draws):
+            _show(row[3 + s], draw)
+        row[0].set_ylabel(f"all {pixels} pixels" if count == pixels else f"{count} pixels")
+        if r == 0:
+            headers = ["context (blue: unobserved)", "predictive mean", std_name]
+            headers += [f"sample {s + 1}" for s in range(len(draws))]
+            for ax, header in zip(row, headers):
+                ax.set_title(header, fontsize="small")
+    fig.colorbar(std_image, ax=list(axes.flat), shrink=0.8, aspect=30, label=f"predictive {std_name} (column 3)")
+    fig.suptitle(title or f"{model.name}: completion of a {sampler.source} image", wrap=True)
+    return fig
+
+
+def plot_completion(
+    model: NeuralProcess,
+    sampler: ImageSampler,
+    image: Tensor,
+    path: str | Path,
+    context_sizes: Sequence[int | None] = (10, 100, 300, None),
+    num_samples: int = 5,
+    seed: int = 0,
+    title: str | None = None,
+) -> Path:
+    """Image completion: one row per context size, for one image [C, H, W] (C = 1 grey or
+    3 RGB, values in [0, 1]).
+
+    Each context is a random set of that many pixels (None: all of them; larger sizes are
+    clipped to H * W and repeats dropped), the contexts nested (the first pixels of one
+    permutation drawn with ``seed``). The model is queried at all H * W pixels in ``sampler``'s
+    coordinate convention, and its values mapped back with the sampler's value convention
+    (centred values + 0.5), clipped to [0, 1] for display. Columns: the context (unobserved
+    pixels in blue), the predictive mean, the predictive std (one colour scale for the column,
+    with a colourbar on the right; RGB: the RMS over channels) and, for latent models, ``num_samples``
+    function samples (one z each, the z-conditional mean). A latent model's mean and std are
+    those of the mixture over ``COMPLETION_MIXTURE_SAMPLES`` z. ``title`` heads the figure (say
+    the model, data and training steps). Returns ``path``.
+    """
+    return _save(completion_figure(model, sampler, image, context_sizes, num_samples, seed, title), path)

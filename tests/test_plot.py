@@ -272,3 +272,128 @@ def test_cli_plot_titles_name_the_model_kernel_and_steps(tmp_path, monkeypatch):
     assert "untrained" in titles["prior-untrained.png"] and "3 training steps" not in titles["prior-untrained.png"]
     assert "after 3 training steps" in titles["prior-trained.png"] and "untrained" not in titles["prior-trained.png"]
     assert "3 steps on gp1d/rbf" in titles["training-curves.png"]
+
+
+# --- image completion figures ---------------------------------------------------------------
+
+
+def _image_model(name: str, channels: int = 1):
+    torch.manual_seed(0)
+    latent = {"z_dim": 8} if name != "cnp" else {}
+    return build_model(name, x_dim=2, y_dim=channels, hidden_dim=8, r_dim=8, **latent)
+
+
+def _image_sampler(channels: int = 1, size: int = 4, **options):
+    from npkit.data import ImageSampler
+
+    images = torch.rand(3, channels, size, size, generator=torch.Generator().manual_seed(1))
+    return ImageSampler(images, source="random", num_context=(1, 2), **options)
+
+
+def _image_axes(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_images()]
+
+
+@pytest.mark.parametrize("name, columns", [("cnp", 3), ("np", 3 + 2)])
+def test_completion_figure_has_one_row_per_context_size_and_its_columns(name, columns):
+    from npkit.plot import completion_figure
+
+    sampler = _image_sampler()
+    fig = completion_figure(_image_model(name), sampler, sampler.images[0], (2, 5, 100, None), num_samples=2, title="T")
+    axes = _image_axes(fig)
+    assert len(axes) == 3 * columns  # 2, 5 and all pixels: 100 is clipped to the 16 of None, one row
+    assert [ax.get_ylabel() for ax in axes if ax.get_ylabel()] == ["2 pixels", "5 pixels", "all 16 pixels"]
+    assert [ax.get_ylabel() for ax in axes[::columns]] == ["2 pixels", "5 pixels", "all 16 pixels"]
+    assert fig.get_suptitle() == "T"
+
+
+def test_completion_figure_rows_and_titles():
+    from npkit.plot import completion_figure
+
+    sampler = _image_sampler()
+    fig = completion_figure(_image_model("np"), sampler, sampler.images[0], (1, 4, None), num_samples=3)
+    axes = _image_axes(fig)
+    assert len(axes) == 3 * (3 + 3)
+    assert [ax.get_ylabel() for ax in axes[:: 3 + 3]] == ["1 pixels", "4 pixels", "all 16 pixels"]
+    assert [ax.get_title() for ax in axes[:6]][3:] == ["sample 1", "sample 2", "sample 3"]
+    assert "np" in fig.get_suptitle() and "random" in fig.get_suptitle()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_completion_context_panel_shows_unobserved_pixels_in_blue(channels):
+    from npkit.plot import completion_figure
+
+    sampler = _image_sampler(channels, size=3)
+    image = sampler.images[0]
+    fig = completion_figure(_image_model("cnp", channels), sampler, image, (4, None), seed=3)
+    context = _image_axes(fig)[0].get_images()[0].get_array()  # [3, 3, 3] RGB
+    assert context.shape == (3, 3, 3)
+    blue = (context == torch.tensor([0.0, 0.0, 1.0]).numpy()).all(-1)
+    assert blue.sum() == 9 - 4
+    truth = image.expand(3, -1, -1).permute(1, 2, 0).numpy()  # grey shown as RGB grey
+    assert (context[~blue] == truth[~blue]).all()
+    full = _image_axes(fig)[3].get_images()[0].get_array()  # the "all pixels" row
+    assert (full == truth).all()
+
+
+@pytest.mark.parametrize("coords, values", [("unit", "unit"), ("centered", "centered")])
+def test_completion_mean_panel_is_the_models_predictive_mean(coords, values):
+    from npkit.data import pixel_grid
+    from npkit.plot import completion_figure
+    from npkit.predictive import predict
+
+    sampler = _image_sampler(size=4, coords=coords, values=values)
+    image, model = sampler.images[0], _image_model("cnp")
+    fig = completion_figure(model, sampler, image, (16,))
+    shift = 0.5 if values == "centered" else 0.0
+    grid = pixel_grid(4, 4, coords)[None]
+    yc = image.reshape(1, 16).T[None] - shift
+    with torch.no_grad():
+        mean = predict(model.eval(), grid, yc, grid).mean[0, :, 0] + shift
+    shown = _image_axes(fig)[1].get_images()[0].get_array()
+    assert shown.shape == (4, 4)
+    assert torch.allclose(torch.as_tensor(shown), mean.clamp(0, 1).reshape(4, 4), atol=1e-6)
+    std = _image_axes(fig)[2].get_images()[0]
+    assert std.get_clim()[0] == 0 and std.get_cmap().name == npkit.plot.STD_CMAP
+
+
+def test_completion_rgb_panels_are_rgb(tmp_path):
+    from npkit.plot import plot_completion
+
+    sampler = _image_sampler(3, size=4)
+    out = plot_completion(_image_model("np", 3), sampler, sampler.images[1], tmp_path / "c.png", (3, None), 2)
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    fig = npkit.plot.completion_figure(_image_model("np", 3), sampler, sampler.images[1], (3, None), 2)
+    arrays = [ax.get_images()[0].get_array() for ax in _image_axes(fig)]
+    assert [a.shape for a in arrays[:5]] == [(4, 4, 3), (4, 4, 3), (4, 4), (4, 4, 3), (4, 4, 3)]
+    assert all(a.min() >= 0 and a.max() <= 1 for a in arrays)
+
+
+def test_completion_rejects_bad_inputs():
+    from npkit.plot import completion_figure
+
+    sampler = _image_sampler()
+    with pytest.raises(ValueError, match="y_dim = 3"):
+        completion_figure(_image_model("cnp"), sampler, torch.rand(3, 4, 4))
+    with pytest.raises(ValueError, match=r"\[C, H, W\]"):
+        completion_figure(_image_model("cnp"), sampler, torch.rand(4, 4))
+    with pytest.raises(ValueError, match="context sizes"):
+        completion_figure(_image_model("cnp"), sampler, sampler.images[0], (-1,))
+
+
+def test_completion_context_sizes():
+    from npkit.plot import completion_context_sizes
+
+    assert completion_context_sizes(784) == (10, 100, 300, None)
+    assert completion_context_sizes(64) == (3, 10, 32, None)
+
+
+def test_npkit_plot_on_an_image_run_writes_completions(tmp_path, capsys):
+    run = tmp_path / "run"
+    tiny = ["--set", "train.steps=3", "--set", "train.progress=false", "--set", "model.hidden_dim=8"]
+    main(["train", "digits-cnp", "--run-dir", str(run), *tiny, "--set", "model.r_dim=8"])
+    main(["plot", str(run), "--set", "plot.num_tasks=2"])
+    figures = sorted(p.name for p in (run / "figures").iterdir())
+    assert figures == ["completion-0.png", "completion-1.png", "training-curves.png"]
+    assert (run / "figures" / "completion-0.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "completion-1.png" in capsys.readouterr().out
