@@ -34,6 +34,7 @@ from npkit.train import TrainConfig, fit
 _LAZY = {
     "evaluate": "npkit.evaluation",
     "evaluate_gp": "npkit.evaluation",
+    "evaluate_knn": "npkit.evaluation",
     "make_eval_set": "npkit.evaluation",
     "cached_eval_set": "npkit.evaluation",
     "EvalSet": "npkit.evaluation",

@@ -32,7 +32,8 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 from tqdm import tqdm
 
-from npkit.baselines.gp import fitted_gp, gp_posterior
+from npkit.baselines.gp import fit_gp, gp_posterior
+from npkit.baselines.knn import MIN_STD, knn_predictive
 from npkit.data.evalset import EvalSet, cached_eval_set, load_eval_set, make_eval_set, save_eval_set
 from npkit.models.base import check_num_samples
 from npkit.objectives import importance_estimate
@@ -44,6 +45,8 @@ COVERAGE = 0.95
 # Largest [S, B, n, Dy] tensor of per-sample statistics that evaluate builds at once: the model is
 # queried on chunks of points (all with the same latent samples), so memory is bounded in targets.
 EVAL_CHUNK_ELEMENTS = 2**22
+# Most context points per task the fitted GP of evaluate_gp conditions on (a random subset beyond).
+GP_MAX_CONTEXT = 200
 
 __all__ = [
     "METRICS",
@@ -51,6 +54,7 @@ __all__ = [
     "cached_eval_set",
     "evaluate",
     "evaluate_gp",
+    "evaluate_knn",
     "format_table",
     "load_eval_set",
     "make_eval_set",
@@ -159,14 +163,31 @@ def _summed_log_lik(log_lik: Tensor, keep: Tensor | None) -> Tensor:
     return (log_lik if keep is None else log_lik.masked_fill(~keep, 0.0)).sum(-1)
 
 
+def _scored_targets(batch: Batch) -> Tensor:
+    """bool [B, N] over ``batch.x``: the real target points (the joint sums the targets only)."""
+    nc = batch.num_context
+    scored = torch.ones(batch.x.shape[:2], dtype=torch.bool, device=batch.x.device)
+    scored[:, :nc] = False
+    if batch.mask_t is not None:
+        scored[:, nc:] = batch.mask_t
+    return scored
+
+
+def _split_metrics(
+    batch: Batch, ll: Tensor, tar_joint: Tensor, sq_err: Tensor, covered: Tensor, mask_c: Tensor | None
+) -> dict[str, float]:
+    """``_batch_metrics`` from per-point ll, sq_err, covered [B, N] over ``batch.x`` (context then
+    targets) and the summed joint target log-likelihood per task tar_joint [B]."""
+    nc = batch.num_context
+    ll_c, ll_t = _split(ll, nc, 1)
+    t = lambda v: _split(v, nc, 1)[1]
+    return _batch_metrics(ll_c, ll_t, tar_joint, t(sq_err), t(covered), mask_c, batch.mask_t)
+
+
 def _batch_stats(model, batch: Batch, z: Tensor | None) -> dict[str, float]:
     """Metrics of one batch: the model queried at ``batch.x`` (context then targets) chunk by
     chunk with the latent samples z, keeping only per-point [B, N] and per-sample [S, B] sums."""
-    nc = batch.num_context
-    scored = torch.ones(batch.x.shape[:2], dtype=torch.bool, device=batch.x.device)
-    scored[:, :nc] = False  # the joint sums the targets only
-    if batch.mask_t is not None:
-        scored[:, nc:] = batch.mask_t
+    scored = _scored_targets(batch)
     y = batch.y
     ll, sq_err, covered, joint = [], [], [], 0.0
     for points, components in _chunks(model, batch, batch.x, z):
@@ -177,9 +198,7 @@ def _batch_stats(model, batch: Batch, z: Tensor | None) -> dict[str, float]:
         covered.append(covered_part)
     ll, sq_err, covered = (torch.cat(parts, 1) for parts in (ll, sq_err, covered))
     tar_joint = _logmeanexp(joint, 0)  # [B]
-    ll_c, ll_t = _split(ll, nc, 1)
-    t = lambda v: _split(v, nc, 1)[1]
-    return _batch_metrics(ll_c, ll_t, tar_joint, t(sq_err), t(covered), batch.mask_c, batch.mask_t)
+    return _split_metrics(batch, ll, tar_joint, sq_err, covered, batch.mask_c)
 
 
 def _joint_importance_weighted(model, batch: Batch, num_samples: int) -> float:
@@ -238,15 +257,25 @@ def evaluate_gp(
     fit_steps: int = 100,
     fit_restarts: int = 4,
     progress: bool = False,
+    max_context: int | None = GP_MAX_CONTEXT,
 ) -> dict[str, float]:
     """The same metrics as :func:`evaluate` for the exact GP: ``kind="oracle"`` uses the true
     per-task kernel and noise of each batch (``evalset.gps``), ``kind="fitted"`` a GP of the same
-    kernel family (RBF when unknown) fitted per task to the context (``fitted_gp``:
-    ``fit_steps`` Adam steps, ``fit_restarts``).
+    kernel family (RBF when the set has no generating GPs, e.g. images) fitted per task to the
+    context by marginal likelihood (``fit_gp``: ``fit_steps`` Adam steps, ``fit_restarts``).
 
-    Marginal metrics use the predictive's diagonal at ``batch.x``; ``tar_ll_joint`` is the joint
-    Gaussian log-density of the targets / Nt. Masked contexts are not supported (ValueError);
-    points masked out by ``mask_t`` are not scored.
+    The fitted GP handles any x_dim and y_dim C >= 1 (images: x = pixel coordinates, y = the C
+    intensities): each output channel is an independent zero-mean GP with its own
+    hyper-parameters, all tasks and channels fitted at once. It is fitted to and conditioned on
+    at most ``max_context`` context points per task (default 200; None: all), a random subset
+    (drawn by a generator seeded 0, so results are reproducible) when a task has more, so that
+    784-pixel contexts stay tractable; ``ctx_ll`` still scores every context point. The oracle
+    always conditions on the full context.
+
+    Marginal metrics use the predictive's diagonal at ``batch.x`` (per-point log-likelihoods
+    summed over channels, as for models); ``tar_ll_joint`` is the joint Gaussian log-density of
+    the targets (summed over the independent channels) / Nt. Masked contexts are not supported
+    (ValueError); points masked out by ``mask_t`` are not scored.
     """
     if kind not in ("oracle", "fitted"):
         raise ValueError(f"kind must be 'oracle' or 'fitted', got {kind!r}")
@@ -254,6 +283,9 @@ def evaluate_gp(
         raise TypeError("evaluate_gp needs an EvalSet (from make_eval_set or cached_eval_set)")
     if kind == "oracle" and evalset.gps is None:
         raise ValueError("the oracle needs GP tasks: this evaluation set has no generating GPs")
+    if max_context is not None and max_context < 1:
+        raise ValueError(f"max_context must be >= 1 or None, got {max_context}")
+    generator = torch.Generator().manual_seed(0)
     per_batch = []
     with torch.no_grad():
         for i, batch in enumerate(tqdm(evalset, desc=f"evaluate_gp[{kind}]", disable=not progress)):
@@ -266,35 +298,77 @@ def evaluate_gp(
                 mvn = gp_posterior(gp, batch.xc, batch.yc, batch.x)
             else:
                 kernel = gp.kernel if gp is not None else "rbf"
-                mvn = fitted_gp(batch, batch.x, kernel, steps=fit_steps, restarts=fit_restarts)
+                mvn = _fitted_gp_channels(batch, kernel, fit_steps, fit_restarts, max_context, generator)
             per_batch.append(_gp_metrics(mvn, batch))
     return _aggregate(per_batch)
 
 
+def _fitted_gp_channels(
+    batch: Batch, kernel: str, steps: int, restarts: int, max_context: int | None, generator: torch.Generator
+):
+    """Predictive at ``batch.x`` of per-task, per-channel GPs fitted to (a random subset of at
+    most ``max_context`` points of) the context: batch [B * C] (index b * C + c), event [N]."""
+    xc, yc, x = batch.xc, batch.yc, batch.x
+    (b, nc, dx), c, n = xc.shape, yc.shape[-1], x.shape[1]
+    if max_context is not None and nc > max_context:
+        keep = torch.rand(b, nc, generator=generator).argsort(1)[:, :max_context].to(xc.device)
+        xc = torch.gather(xc, 1, keep.unsqueeze(-1).expand(-1, -1, dx))
+        yc = torch.gather(yc, 1, keep.unsqueeze(-1).expand(-1, -1, c))
+        nc = max_context
+    per_channel = lambda t, m: t.unsqueeze(1).expand(b, c, m, t.shape[-1]).reshape(b * c, m, t.shape[-1])
+    xc_bc, x_bc = per_channel(xc, nc), per_channel(x, n)
+    yc_bc = yc.transpose(1, 2).reshape(b * c, nc, 1)
+    gp = fit_gp(xc_bc, yc_bc, kernel=kernel, steps=steps, restarts=restarts)
+    return gp_posterior(gp, xc_bc, yc_bc, x_bc)
+
+
 def _gp_metrics(mvn, batch: Batch) -> dict[str, float]:
-    """Metrics of a GP predictive ``mvn`` at ``batch.x`` (batch [B], event [N])."""
+    """Metrics of a GP predictive ``mvn`` at ``batch.x`` with batch [B * C] (index b * C + c, one
+    independent GP per output channel of y [B, N, C]) and event [N]."""
     nc = batch.num_context
-    y = batch.y.double()  # [B, N, 1]
-    per_point = Independent(Normal(mvn.mean.unsqueeze(-1), mvn.variance.sqrt().unsqueeze(-1)), 1)
+    y = batch.y.double()  # [B, N, C]
+    b, n, c = y.shape
+    mean = mvn.mean.view(b, c, n)
+    per_point = Independent(Normal(mean.transpose(1, 2), mvn.variance.sqrt().view(b, c, n).transpose(1, 2)), 1)
     _, ll, sq_err, covered = _point_stats(per_point.expand(torch.Size([1]) + per_point.batch_shape), y)
-    # Joint density of the targets: the target block of the predictive at batch.x.
-    mean_t = _split(mvn.mean, nc, 1)[1]
-    cov_t = mvn.covariance_matrix[:, nc:, nc:]
-    y_t = y[:, nc:, 0]
+    # Joint density of the targets: the target block of each channel's predictive at batch.x.
+    mean_t = mean[..., nc:]  # [B, C, Nt]
+    cov_t = mvn.covariance_matrix.view(b, c, n, n)[..., nc:, nc:]
+    y_t = y[:, nc:].transpose(1, 2)
     const = 0.0
     if batch.mask_t is not None:
         # Decouple masked points (unit variance, observed at their mean), then remove
         # their constant -0.5 log(2 pi) each: the density of the real points only.
-        keep = batch.mask_t.to(torch.float64)
+        keep = batch.mask_t.to(torch.float64).unsqueeze(1)  # [B, 1, Nt]
         pair = keep.unsqueeze(-1) * keep.unsqueeze(-2)
         eye = torch.eye(cov_t.shape[-1], dtype=torch.float64)
         cov_t = cov_t * pair + eye * (1 - keep).unsqueeze(-1)
-        y_t = torch.where(batch.mask_t, y_t, mean_t)
-        const = 0.5 * math.log(2 * math.pi) * (~batch.mask_t).sum(1).to(torch.float64)
-    tar_joint = torch.distributions.MultivariateNormal(mean_t, covariance_matrix=cov_t).log_prob(y_t) + const
-    ll_c, ll_t = _split(ll, nc, 1)
-    t = lambda v: _split(v, nc, 1)[1]
-    return _batch_metrics(ll_c, ll_t, tar_joint, t(sq_err), t(covered), None, batch.mask_t)
+        y_t = torch.where(batch.mask_t.unsqueeze(1), y_t, mean_t)
+        const = 0.5 * math.log(2 * math.pi) * c * (~batch.mask_t).sum(1).to(torch.float64)
+    log_density = torch.distributions.MultivariateNormal(mean_t, covariance_matrix=cov_t).log_prob(y_t)
+    tar_joint = log_density.sum(1) + const
+    return _split_metrics(batch, ll, tar_joint, sq_err, covered, None)
+
+
+def evaluate_knn(batches, k: int = 5, min_std: float = MIN_STD, progress: bool = False) -> dict[str, float]:
+    """The same metrics as :func:`evaluate` for k-nearest-neighbour regression in input space
+    (:func:`npkit.baselines.knn.knn_predictive`): per task and point, a Gaussian with the mean of
+    the k = min(k, Nc) nearest context values and their standard deviation, floored at
+    ``min_std`` (kNN has no likelihood of its own; see ``npkit.baselines.knn``).
+
+    ``batches``: an ``EvalSet`` or a list of batches. The predictive is queried at ``batch.x``
+    (context then targets); ``mask_c`` selects the real context points, points masked out by
+    ``mask_t`` are not scored. Points are independent, so ``tar_ll_joint`` equals ``tar_ll``.
+    """
+    per_batch = []
+    for batch in tqdm(batches, desc="evaluate_knn", disable=not progress):
+        if batch.yt is None:
+            raise ValueError("evaluation needs target outputs yt")
+        pred = knn_predictive(batch.xc, batch.yc, batch.x, k=k, min_std=min_std, mask_c=batch.mask_c)
+        ll_s, ll, sq_err, covered = _point_stats(pred.expand(torch.Size([1]) + pred.batch_shape), batch.y.double())
+        tar_joint = _summed_log_lik(ll_s, _scored_targets(batch))[0]
+        per_batch.append(_split_metrics(batch, ll, tar_joint, sq_err, covered, batch.mask_c))
+    return _aggregate(per_batch)
 
 
 # ----------------------------------------------------------------------------- reporting

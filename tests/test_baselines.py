@@ -153,3 +153,89 @@ def test_best_restart_keeps_each_tasks_highest_scoring_fit():
     torch.testing.assert_close(best.length, _t(30, 20))
     torch.testing.assert_close(best.period, _t(9, 8))
     torch.testing.assert_close(best.noise_std, _t(2, 1))
+
+
+# ----------------------------------------------------------------------------- kNN and image baselines
+
+
+def _digits_set(n_context: int, num_batches: int = 2, batch_size: int = 8, **options):
+    return make_eval_set(
+        make_sampler("digits", num_context=(n_context, n_context), **options), num_batches, batch_size, 0
+    )
+
+
+def test_knn_mean_and_std_by_hand():
+    from npkit.baselines.knn import knn_predictive
+
+    # One task, 1-D inputs: contexts at 0, 1, 2, 10 with values 1, 3, 8, 100 (two channels).
+    xc = _t(0, 1, 2, 10).view(1, 4, 1)
+    yc = torch.stack([_t(1, 3, 8, 100), _t(0, 0, 0, 5)], -1).unsqueeze(0)
+    xq = _t(0.9, 9.0).view(1, 2, 1)
+    pred = knn_predictive(xc, yc, xq, k=3, min_std=0.05)
+    assert pred.batch_shape == (1, 2) and pred.event_shape == (2,) and pred.mean.dtype == torch.float64
+    # 0.9 -> neighbours {0, 1, 2}; 9.0 -> {10, 2, 1}.
+    near, far = _t(1, 3, 8), _t(100, 8, 3)
+    torch.testing.assert_close(pred.mean[0, :, 0], torch.stack([near.mean(), far.mean()]))
+    torch.testing.assert_close(pred.stddev[0, :, 0], torch.stack([near.std(correction=0), far.std(correction=0)]))
+    # Channel 1: zero spread at 0.9 is floored; at 9.0 the values are 5, 0, 0.
+    torch.testing.assert_close(pred.mean[0, :, 1], _t(0, 5 / 3))
+    torch.testing.assert_close(pred.stddev[0, :, 1], torch.stack([_t(0.05)[0], _t(5, 0, 0).std(correction=0)]))
+    # k = min(k, Nc); the mask drops padded context points.
+    all_pts = knn_predictive(xc, yc, xq, k=10)
+    torch.testing.assert_close(all_pts.mean[0, 0], yc[0].mean(0).expand(2))
+    masked = knn_predictive(xc, yc, xq, k=10, mask_c=torch.tensor([[True, True, False, False]]))
+    torch.testing.assert_close(masked.mean[0, :, 0], _t(2, 2))
+    with pytest.raises(ValueError, match="at least one context"):
+        knn_predictive(xc[:, :0], yc[:, :0], xq)
+
+
+def test_evaluate_knn_digits_finite_and_better_with_more_context():
+    from npkit.evaluation import evaluate_knn
+
+    small, large = evaluate_knn(_digits_set(10), k=5), evaluate_knn(_digits_set(50), k=5)
+    for result in (small, large):
+        for key in ("ctx_ll", "tar_ll", "tar_ll_joint", "mse", "coverage95"):
+            assert math.isfinite(result[key]), key
+        assert result["tar_ll_joint"] == pytest.approx(result["tar_ll"])  # independent points
+        assert result["num_tasks"] == 16
+    assert large["mse"] < small["mse"]
+    assert large["tar_ll"] > small["tar_ll"]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fitted_gp_on_images_subsamples_the_context(monkeypatch, channels):
+    import npkit.evaluation as evaluation
+
+    evalset = _digits_set(40, num_batches=1, batch_size=4)
+    if channels > 1:  # colour: the digit in channel 0, scaled copies in the others
+        for batch in evalset:
+            for name in ("yc", "yt"):
+                y = getattr(batch, name)
+                setattr(batch, name, torch.cat([y * (1 - 0.3 * i) for i in range(channels)], -1))
+    seen = []
+
+    def recording_fit_gp(xc, yc, **options):
+        seen.append((tuple(xc.shape), tuple(yc.shape)))
+        return fit_gp(xc, yc, **options)
+
+    monkeypatch.setattr(evaluation, "fit_gp", recording_fit_gp)
+    result = evaluate_gp(evalset, kind="fitted", fit_steps=10, fit_restarts=1, max_context=25)
+    assert seen == [((4 * channels, 25, 2), (4 * channels, 25, 1))]
+    for key in ("ctx_ll", "tar_ll", "tar_ll_joint", "mse", "coverage95"):
+        assert math.isfinite(result[key]), key
+    with pytest.raises(ValueError, match="oracle needs GP tasks"):
+        evaluate_gp(evalset, kind="oracle")
+
+
+def test_fitted_gp_channels_are_independent_gps():
+    # Two identical channels: the same fit twice, so log-likelihoods double and the MSE is unchanged.
+    one = _digits_set(30, num_batches=1, batch_size=4)
+    two = _digits_set(30, num_batches=1, batch_size=4)
+    for batch in two:
+        batch.yc, batch.yt = batch.yc.repeat(1, 1, 2), batch.yt.repeat(1, 1, 2)
+    options = {"kind": "fitted", "fit_steps": 10, "fit_restarts": 1, "max_context": 20}
+    r1, r2 = evaluate_gp(one, **options), evaluate_gp(two, **options)
+    for key in ("ctx_ll", "tar_ll", "tar_ll_joint"):
+        assert r2[key] == pytest.approx(2 * r1[key], rel=1e-6), key
+    assert r2["mse"] == pytest.approx(r1["mse"], rel=1e-6)
+    assert r2["coverage95"] == pytest.approx(r1["coverage95"], rel=1e-6)
