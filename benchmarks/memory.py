@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
 import time
 
 import torch
+from gp1d import cpu_name  # sibling script: benchmarks/ is on sys.path
 
 import npkit
 from npkit.evaluation import evaluate
@@ -82,16 +82,6 @@ def worker(args: argparse.Namespace) -> dict:
         "peak_mb": peak_rss_mb(),
         "seconds": seconds,
     }
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
