@@ -217,20 +217,7 @@ def _hyper_parameters(gp: TrueGP | None, i: int) -> str:
     return text if gp.period is None else text + f", p = {gp.period[i].item():.2f}"
 
 
-def plot_predictions(
-    model: NeuralProcess,
-    batch: Batch,
-    path: str | Path,
-    num_tasks: int = 4,
-    num_samples: int = 10,
-    grid_size: int = 200,
-    x_range: tuple[float, float] | None = None,
-    gp: TrueGP | None = None,
-    seed: int = 0,
-    title: str | None = None,
-    label: str | None = None,
-    oracle_grid: int | None = None,
-) -> Path:
+def plot_predictions(model: NeuralProcess, batch: Batch, path: str | Path, **options) -> Path:
     """One panel per task (the first ``num_tasks``): the predictive on a grid of ``grid_size``
     inputs over ``x_range`` (default: the batch's inputs padded by 10%), context and targets.
 
@@ -240,12 +227,11 @@ def plot_predictions(
     band are drawn thin and light in red, on a grid of ``oracle_grid`` points (default:
     :func:`oracle_grid_size`, dense enough for short periods). ``title`` heads the figure (say
     the model, data and training steps; default ``"<label>: predictions"``); ``label`` names the
-    model in the legend (default ``model.name``). Returns ``path``.
+    model in the legend (default ``model.name``). ``options`` are those of
+    :func:`predictions_figure` (``num_tasks``, ``num_samples``, ``grid_size``, ``x_range``,
+    ``gp``, ``seed``, ``title``, ``label``, ``oracle_grid``). Returns ``path``.
     """
-    figure = predictions_figure(
-        model, batch, num_tasks, num_samples, grid_size, x_range, gp, seed, title, label, oracle_grid
-    )
-    return _save(figure, path)
+    return _save(predictions_figure(model, batch, **options), path)
 
 
 def prior_figure(
