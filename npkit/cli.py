@@ -48,6 +48,18 @@ def _sampler(config: dict, kernel: str | None = None):
     return make_sampler(name, **options)
 
 
+def _eval_sampler(config: dict):
+    """The sampler of evaluation and plots: the data section with ``eval.data`` on top; image
+    presets with splits take ``split: test`` unless ``eval.data`` names one."""
+    from npkit.data import PRESETS, make_sampler, preset_options
+
+    name, options = split_section(config["data"])
+    overrides = dict(section_config(config, "eval").data or {})
+    if name in PRESETS and "split" in preset_options(name)[1]:
+        overrides.setdefault("split", "test")
+    return make_sampler(name, **{**options, **overrides})
+
+
 def _checked(config: dict) -> dict:
     """``config`` once its data and model options are checked (names, types, values) and the
     samplers of its evaluation kernels build, so that a bad value stops a command before it
@@ -62,6 +74,7 @@ def _checked(config: dict) -> dict:
         cls, loader_args = preset_options(data)  # loader_args (MNIST's root, split) choose the data
         check_options(cls, {k: v for k, v in data_options.items() if k not in loader_args}, "data")
     _sampler(config)
+    _eval_sampler(config)
     for kernel in section_config(config, "eval").kernels:
         _sampler(config, kernel)
     name, options = split_section(config["model"])
@@ -121,6 +134,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
+    from npkit.data import ImageSampler
     from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp, format_table
     from npkit.files import atomic_write, write_json
     from npkit.runs import load_trained
@@ -133,6 +147,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     model = load_trained(run_dir)
     ev = section_config(config, "eval")
     data_name = config["data"]["name"]
+    sampler = _eval_sampler(config)
+    if isinstance(sampler, ImageSampler):
+        _eval_images(run_dir, model, sampler, ev)
+        return
     results: dict[str, dict] = {}
     for kernel in ev.kernels:
         sampler = _sampler(config, kernel)
@@ -155,6 +173,40 @@ def cmd_eval(args: argparse.Namespace) -> None:
     write_json(run_dir / "metrics.json", {"protocol": header, "results": results})
     atomic_write(run_dir / "metrics.txt", lambda tmp: tmp.write_text(header + "\n" + table + "\n"))
     print(f"wrote {run_dir / 'metrics.json'}")
+
+
+def _eval_images(run_dir: Path, model, sampler, ev) -> None:
+    """``npkit eval`` on an image run: per-pixel log-likelihood and MSE against the context
+    fraction for the model, kNN and the fitted GP (tables, metrics.json, a figure), and the
+    diversity of a latent model's samples."""
+    from npkit.completion import evaluate_fractions, format_fraction_table, fraction_tasks, sample_diversity
+    from npkit.files import atomic_write, write_json
+    from npkit.plot import plot_fractions
+
+    pixels = sampler.shape[0] * sampler.shape[1]
+    tasks = fraction_tasks(sampler, ev.fractions, ev.num_images, ev.batch_size, ev.seed)
+    options = dict(knn_k=ev.knn_k, gp=ev.gp_fitted, fit_steps=ev.fit_steps, fit_restarts=ev.fit_restarts)
+    results = evaluate_fractions({model.name: model}, tasks, ev.num_samples, seed=ev.seed, progress=True, **options)
+    header = (
+        f"{sampler.source}: {ev.num_images} images (seed {ev.seed}) scored at all {pixels} pixels, observed at a "
+        f"random fraction of them; {ev.num_samples} latent samples; tar_ll = per-pixel marginal log-likelihood "
+        f"(± standard error over batches of {ev.batch_size}); GP fitted on at most 200 context pixels"
+    )
+    text = "\n\n".join([header, format_fraction_table(results, "tar_ll"), format_fraction_table(results, "mse")])
+    diversity = {}
+    if model.is_latent:
+        sizes = [s for s in (10, 100) if s < pixels] + [None]
+        diversity = sample_diversity(model, sampler, sizes, num_images=min(16, len(sampler.images)), seed=ev.seed)
+        spread = ", ".join(f"{size} pixels {d['pairwise_rms']:.4f}" for size, d in diversity.items())
+        text += f"\n\nsample diversity (mean pairwise RMS distance of 5 samples): {spread}"
+    print(text)
+    as_json = {name: {str(f): m for f, m in per.items()} for name, per in results.items()}
+    write_json(run_dir / "metrics.json", {"protocol": header, "results": as_json, "sample_diversity": diversity})
+    atomic_write(run_dir / "metrics.txt", lambda tmp: tmp.write_text(text + "\n"))
+    figure = plot_fractions(
+        results, run_dir / "figures" / "context-fractions.png", title=f"{model.name} on {sampler.source}"
+    )
+    print(f"wrote {run_dir / 'metrics.json'} and {figure}")
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -188,7 +240,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
         steps = int(config["train"].get("steps", 0))
     trained = f"after {steps:,} training steps on {trained_on}"
     written = []
-    image_sampler = _sampler(config)
+    image_sampler = _eval_sampler(config)
     images = isinstance(image_sampler, ImageSampler)
     if images:  # completions of plot.num_tasks images drawn with plot.seed
         generator = torch.Generator().manual_seed(pl.seed)

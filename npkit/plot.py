@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from npkit.baselines.gp import gp_posterior
+from npkit.completion import mean_pairwise_distance
 from npkit.data.gp import TrueGP
 from npkit.data.images import ImageSampler, pixel_grid
 from npkit.models.base import NeuralProcess
@@ -490,7 +491,10 @@ def completion_figure(
         row[2].set_yticks([])
         for s, draw in enumerate(draws):
             _show(row[3 + s], draw)
-        row[0].set_ylabel(f"all {pixels} pixels" if count == pixels else f"{count} pixels")
+        label = f"all {pixels} pixels" if count == pixels else f"{count} pixels"
+        if len(draws) >= 2:  # how far apart the samples are: diverse at few pixels, converging at all
+            label += f"\nsample spread {mean_pairwise_distance(torch.stack(draws)[:, None].flatten(2, 3)).item():.3f}"
+        row[0].set_ylabel(label, fontsize="small")
         if r == 0:
             headers = ["context (blue: unobserved)", "predictive mean", std_name]
             headers += [f"sample {s + 1}" for s in range(len(draws))]
@@ -521,8 +525,47 @@ def plot_completion(
     (centred values + 0.5), clipped to [0, 1] for display. Columns: the context (unobserved
     pixels in blue), the predictive mean, the predictive std (one colour scale for the column,
     with a colourbar on the right; RGB: the RMS over channels) and, for latent models, ``num_samples``
-    function samples (one z each, the z-conditional mean). A latent model's mean and std are
+    function samples (one z each, the z-conditional mean), the row label giving their mean
+    pairwise RMS distance (``npkit.completion.mean_pairwise_distance``). A latent model's mean and std are
     those of the mixture over ``COMPLETION_MIXTURE_SAMPLES`` z. ``title`` heads the figure (say
     the model, data and training steps). Returns ``path``.
     """
     return _save(completion_figure(model, sampler, image, context_sizes, num_samples, seed, title), path)
+
+
+def fractions_figure(results: dict[str, dict[float, dict[str, float]]], title: str | None = None) -> Figure:
+    """The figure of :func:`plot_fractions`."""
+    fig, axes = _figure(2, 2)
+    for name, per in results.items():
+        fractions = sorted(per)
+        percent = [100 * f for f in fractions]
+        ll = [per[f]["tar_ll"] for f in fractions]
+        se = [per[f].get("tar_ll_se", math.nan) for f in fractions]
+        se = [0.0 if not math.isfinite(e) else e for e in se]
+        axes[0].errorbar(percent, ll, yerr=se, marker="o", capsize=3, label=name)
+        axes[1].plot(percent, [per[f]["mse"] for f in fractions], marker="o", label=name)
+    for ax, ylabel in zip(axes, ("per-pixel log-likelihood (all pixels)", "MSE (all pixels)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("context: % of pixels observed")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    finite = [v for per in results.values() for m in per.values() for v in [m["tar_ll"]] if math.isfinite(v)]
+    if finite:  # a baseline's -60 at 1 % would flatten every other curve: clip the view, not the data
+        best = max(finite)
+        lowest = sorted(finite)[len(finite) // 10]  # the 10th percentile
+        axes[0].set_ylim(lowest - 0.1 * (best - lowest) - 0.1, best + 0.1 * (best - lowest) + 0.1)
+    axes[1].legend(fontsize="small")
+    if title:
+        fig.suptitle(title, wrap=True)
+    return fig
+
+
+def plot_fractions(
+    results: dict[str, dict[float, dict[str, float]]], path: str | Path, title: str | None = None
+) -> Path:
+    """Per-pixel log-likelihood (with its standard error over batches) and MSE against the
+    fraction of observed pixels (log axis), one line per method: the results of
+    ``npkit.completion.evaluate_fractions``. The log-likelihood axis is clipped at the 10th
+    percentile of the values so that one very poor value (kNN at 1 %) does not flatten the rest.
+    Returns ``path``."""
+    return _save(fractions_figure(results, title), path)

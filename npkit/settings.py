@@ -65,7 +65,12 @@ class EvalConfig:
     ``fit_steps`` Adam steps (0: GPyTorch's defaults) from ``fit_restarts`` starts.
     ``kernels``: the GP kernels (names in ``npkit.data.KERNELS``) to evaluate on in turn, None
     in the list for the data preset's own; ``kernels=None`` uses the data section's kernel
-    (``npkit.config`` fills it in when a config is loaded)."""
+    (``npkit.config`` fills it in when a config is loaded).
+
+    Image runs (``npkit.completion``): ``num_images`` images scored at every pixel from each
+    context ``fractions`` of their pixels, beside kNN with ``knn_k`` neighbours and the fitted
+    GP; ``data`` overrides the data section for evaluation and plots (image presets with splits
+    default to ``{split: test}``)."""
 
     kernels: list[str | None] | None = None
     num_batches: int = 50
@@ -75,9 +80,19 @@ class EvalConfig:
     gp_fitted: bool = True
     fit_steps: int = 100
     fit_restarts: int = 4
+    fractions: list[float] = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
+    num_images: int = 64
+    knn_k: int = 5
+    data: dict | None = None
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, ("num_batches", "batch_size", "num_samples", "fit_restarts"))
+        check_positive_ints(self, ("num_batches", "batch_size", "num_samples", "fit_restarts", "num_images", "knn_k"))
+        if not self.fractions or any(isinstance(f, bool) or not 0 < f <= 1 for f in self.fractions):
+            raise ValueError(
+                f"fractions must be a non-empty list of context fractions in (0, 1], got {self.fractions!r}"
+            )
+        if self.data is not None and not isinstance(self.data, dict):
+            raise ValueError(f"eval.data must be a mapping of data options (e.g. {{split: test}}), got {self.data!r}")
         if isinstance(self.fit_steps, bool) or not isinstance(self.fit_steps, int) or self.fit_steps < 0:
             raise ValueError(f"fit_steps must be an integer >= 0, got {self.fit_steps!r}")
         if self.kernels is not None:

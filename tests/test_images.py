@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import npkit.data
+import npkit.data.image_datasets
 from npkit.data import ImageSampler, make_sampler, mask_pixels, pixel_grid, to_image
 
 
@@ -214,11 +215,26 @@ def test_bad_images_are_refused(images, message):
 
 def test_digits_preset_is_the_8x8_digits_in_unit_conventions():
     sampler = make_sampler("digits")
-    assert sampler.images.shape == (1797, 1, 8, 8) and sampler.source == "digits"
+    assert sampler.images.shape == (1437, 1, 8, 8) and sampler.source == "digits:train"
     batch = sampler.sample(4, gen(0))
     assert 3 <= batch.num_context <= 32 and batch.num_context + batch.num_target == 64
     x = torch.cat([batch.xc, batch.xt], 1)
     assert x.min() == 0 and x.max() == 1 and batch.yc.min() >= 0 and batch.yc.max() <= 1
+
+
+def test_digits_splits_are_disjoint_and_classes_select_labels():
+    from npkit.data.image_datasets import load_digits
+
+    images, labels = load_digits()
+    train, test = make_sampler("digits").images, make_sampler("digits", split="test").images
+    assert len(train) + len(test) == 1797 and torch.equal(torch.cat([train, test]), images)
+    low = make_sampler("digits", classes=[4, 0, 1, 2, 3])
+    assert low.source == "digits:train:classes=0,1,2,3,4"
+    assert torch.equal(low.images, images[:-360][labels[:-360] < 5])
+    with pytest.raises(ValueError, match="unknown digits split 'valid'"):
+        make_sampler("digits", split="valid")
+    with pytest.raises(ValueError, match=r"classes=\[11\] selects no image"):
+        make_sampler("digits-bnp", classes=[11])
 
 
 def test_digits_bnp_preset_uses_centered_conventions_and_scaled_counts():
@@ -245,9 +261,11 @@ def test_mnist_bnp_preset_is_benchmarks_section_3(monkeypatch):
 
     def fake_mnist(root, split):
         loaded.append((root, split))
-        return fake_images(n=3, h=28, w=28)
+        return fake_images(n=3, h=28, w=28), torch.tensor([7, 2, 7])
 
-    monkeypatch.setattr(npkit.data, "_mnist_images", fake_mnist)
+    monkeypatch.setattr(npkit.data.image_datasets, "load_mnist", fake_mnist)
+    assert len(make_sampler("mnist", root="/r", classes=[7]).images) == 2
+    loaded.clear()
     sampler = make_sampler("mnist-bnp", root="/data/mnist", split="test")
     assert loaded == [("/data/mnist", "test")] and sampler.source == "mnist:test"
     assert (sampler.coords, sampler.values) == ("centered", "centered")

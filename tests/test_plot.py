@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 import torch
 
@@ -302,8 +303,15 @@ def test_completion_figure_has_one_row_per_context_size_and_its_columns(name, co
     fig = completion_figure(_image_model(name), sampler, sampler.images[0], (2, 5, 100, None), num_samples=2, title="T")
     axes = _image_axes(fig)
     assert len(axes) == 3 * columns  # 2, 5 and all pixels: 100 is clipped to the 16 of None, one row
-    assert [ax.get_ylabel() for ax in axes if ax.get_ylabel()] == ["2 pixels", "5 pixels", "all 16 pixels"]
-    assert [ax.get_ylabel() for ax in axes[::columns]] == ["2 pixels", "5 pixels", "all 16 pixels"]
+    labels = [ax.get_ylabel().split("\n") for ax in axes if ax.get_ylabel()]
+    assert [ax.get_ylabel().split("\n") for ax in axes[::columns]] == labels
+    assert [label[0] for label in labels] == ["2 pixels", "5 pixels", "all 16 pixels"]
+    if name == "np":  # the samples' mean pairwise distance, as npkit.completion computes it
+        draws = [ax.get_images()[0].get_array().data for ax in axes[3:5]]  # the 2 samples of the first row
+        spread = float(np.sqrt(((draws[0] - draws[1]) ** 2).mean()))
+        assert labels[0][1] == f"sample spread {spread:.3f}"
+    else:
+        assert all(len(label) == 1 for label in labels)  # no samples, no spread
     assert fig.get_suptitle() == "T"
 
 
@@ -314,7 +322,7 @@ def test_completion_figure_rows_and_titles():
     fig = completion_figure(_image_model("np"), sampler, sampler.images[0], (1, 4, None), num_samples=3)
     axes = _image_axes(fig)
     assert len(axes) == 3 * (3 + 3)
-    assert [ax.get_ylabel() for ax in axes[:: 3 + 3]] == ["1 pixels", "4 pixels", "all 16 pixels"]
+    assert [ax.get_ylabel().split("\n")[0] for ax in axes[:: 3 + 3]] == ["1 pixels", "4 pixels", "all 16 pixels"]
     assert [ax.get_title() for ax in axes[:6]][3:] == ["sample 1", "sample 2", "sample 3"]
     assert "np" in fig.get_suptitle() and "random" in fig.get_suptitle()
 

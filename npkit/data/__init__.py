@@ -6,51 +6,82 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from functools import lru_cache
 
+import torch
+
 from npkit.data.functions import FivePointSine, SawtoothSampler, SineSampler
 from npkit.data.gp import KERNELS, GPSampler, TrueGP, gp1d, gp1d_nps
 from npkit.data.images import ImageSampler, mask_pixels, pixel_grid, to_image
 from npkit.data.sampling import FunctionSampler, TaskSampler
 
+# scikit-learn's digits have no official split: the last DIGITS_TEST images are the test split.
+DIGITS_TEST = 360
+SPLITS = ("train", "test")
+
 
 @lru_cache(maxsize=1)
-def _digits_images():
-    """scikit-learn's 8x8 digits, [1797, 1, 8, 8] float32 in [0, 1] (loaded once per process)."""
+def _digits():
+    """scikit-learn's 8x8 digits and labels (loaded once per process)."""
     from npkit.data.image_datasets import load_digits
 
-    return load_digits()[0]
+    return load_digits()
 
 
-def _mnist_images(root, split: str):
+def _select(images, labels, classes, source: str):
+    """The images whose label is in ``classes`` (None: all), and the source name saying so."""
+    if classes is None:
+        return images, source
+    wanted = sorted({int(c) for c in classes})
+    keep = torch.isin(labels, torch.tensor(wanted))
+    if not keep.any():
+        raise ValueError(f"classes={wanted} selects no image of {source}")
+    return images[keep], f"{source}:classes={','.join(map(str, wanted))}"
+
+
+def _digits_images(split: str, classes):
+    if split not in SPLITS:
+        raise ValueError(f"unknown digits split {split!r}; expected one of {list(SPLITS)}")
+    images, labels = _digits()
+    part = slice(None, -DIGITS_TEST) if split == "train" else slice(-DIGITS_TEST, None)
+    return _select(images[part], labels[part], classes, f"digits:{split}")
+
+
+def _mnist_images(root, split: str, classes):
     from npkit.data.image_datasets import load_mnist
 
-    return load_mnist(root=root, split=split)[0]
+    return _select(*load_mnist(root=root, split=split), classes, f"mnist:{split}")
 
 
-def digits(**options) -> ImageSampler:
-    """scikit-learn's 8x8 digits (no download): coords and values in [0, 1], Nc ~ U{3..32},
-    the targets every other pixel."""
-    return ImageSampler(_digits_images(), source="digits", **{"num_context": (3, 32), **options})
+def digits(split: str = "train", classes=None, **options) -> ImageSampler:
+    """scikit-learn's 8x8 digits (no download; ``split="test"`` is the last 360 images, "train"
+    the other 1437; ``classes``, e.g. [0, 1, 2, 3, 4], keeps those labels): coords and values in
+    [0, 1], Nc ~ U{3..32}, the targets every other pixel."""
+    images, source = _digits_images(split, classes)
+    return ImageSampler(images, source=source, **{"num_context": (3, 32), **options})
 
 
-def digits_bnp(**options) -> ImageSampler:
+def digits_bnp(split: str = "train", classes=None, **options) -> ImageSampler:
     """The BNP/TNP image conventions (BENCHMARKS.md section 3) on the 8x8 digits, with the point
     counts scaled to 64 pixels: coords in [-1, 1]^2, values pixel - 0.5, Nc ~ U{3..61},
     Nt ~ U{3..64 - Nc} (MNIST's 3..196 and 3..199 - Nc do not fit 64 pixels)."""
     preset = dict(num_context=(3, 61), num_target=(3, 61), max_points=64, coords="centered", values="centered")
-    return ImageSampler(_digits_images(), source="digits", **{**preset, **options})
+    images, source = _digits_images(split, classes)
+    return ImageSampler(images, source=source, **{**preset, **options})
 
 
-def mnist(root=None, split: str = "train", **options) -> ImageSampler:
-    """MNIST 28x28 (files under ``root``, see ``npkit.data.image_datasets.load_mnist``):
-    coords and values in [0, 1], Nc ~ U{3..196}, the targets every other pixel."""
-    return ImageSampler(_mnist_images(root, split), source=f"mnist:{split}", **{"num_context": (3, 196), **options})
+def mnist(root=None, split: str = "train", classes=None, **options) -> ImageSampler:
+    """MNIST 28x28 (files under ``root``, see ``npkit.data.image_datasets.load_mnist``;
+    ``classes`` keeps those labels): coords and values in [0, 1], Nc ~ U{3..196}, the targets
+    every other pixel."""
+    images, source = _mnist_images(root, split, classes)
+    return ImageSampler(images, source=source, **{"num_context": (3, 196), **options})
 
 
-def mnist_bnp(root=None, split: str = "train", **options) -> ImageSampler:
+def mnist_bnp(root=None, split: str = "train", classes=None, **options) -> ImageSampler:
     """MNIST with BENCHMARKS.md section 3 exactly: coords in [-1, 1]^2, values pixel - 0.5,
     Nc ~ U{3..196}, Nt ~ U{3..199 - Nc}, a random permutation of the pixels per task."""
     preset = dict(num_context=(3, 196), num_target=(3, 196), max_points=199, coords="centered", values="centered")
-    return ImageSampler(_mnist_images(root, split), source=f"mnist:{split}", **{**preset, **options})
+    images, source = _mnist_images(root, split, classes)
+    return ImageSampler(images, source=source, **{**preset, **options})
 
 
 PRESETS: dict[str, Callable[..., TaskSampler]] = {
@@ -67,7 +98,12 @@ PRESETS: dict[str, Callable[..., TaskSampler]] = {
 }
 
 # Arguments of a preset function that choose its data rather than a sampler field.
-_LOADER_ARGS: dict[str, tuple[str, ...]] = {"mnist": ("root", "split"), "mnist-bnp": ("root", "split")}
+_LOADER_ARGS: dict[str, tuple[str, ...]] = {
+    "digits": ("split", "classes"),
+    "digits-bnp": ("split", "classes"),
+    "mnist": ("root", "split", "classes"),
+    "mnist-bnp": ("root", "split", "classes"),
+}
 IMAGE_PRESETS = ("digits", "digits-bnp", "mnist", "mnist-bnp")  # tests/test_images.py covers these
 
 

@@ -205,9 +205,25 @@ class ImageSampler:
                 targets = rest.expand(batch_size, -1)
             else:
                 targets = rest[torch.rand(batch_size, len(rest), generator=generator).argsort(dim=1)[:, :nt]]
+        return self.tasks(index, context, targets)
+
+    def tasks(self, index: Tensor, context: Tensor, targets: Tensor) -> Batch:
+        """The batch of images ``images[index]`` (index [B]) observed at the pixels ``context``
+        [B, Nc] (flat row-major pixel indices) with targets ``targets`` [B, Nt], which may
+        overlap the context (e.g. every pixel, for completion metrics)."""
+        height, width = self.shape
+        pixels, channels = height * width, self.images.shape[1]
+        for name, which in (("context", context), ("targets", targets)):
+            if (
+                which.dim() != 2
+                or len(which) != len(index)
+                or (which.numel() and not 0 <= which.min() <= which.max() < pixels)
+            ):
+                raise ValueError(
+                    f"{name} must be [{len(index)}, n] pixel indices in [0, {pixels}), got shape {tuple(which.shape)}"
+                )
         grid = pixel_grid(height, width, self.coords)
-        channels = self.images.shape[1]
-        intensities = self.images[index].reshape(batch_size, channels, pixels).transpose(1, 2)  # [B, HW, C]
+        intensities = self.images[index].reshape(len(index), channels, pixels).transpose(1, 2)  # [B, HW, C]
         if self.values == "centered":
             intensities = intensities - 0.5
 

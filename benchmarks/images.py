@@ -1,0 +1,211 @@
+"""Image completion: training speed and memory, then log-likelihood and MSE against the context
+fraction for each model beside kNN and the fitted GP, and the diversity of latent samples.
+
+    python benchmarks/images.py [--models cnp np anp] [--runs runs/images] [--steps N] [--num-images 64]
+
+Data: MNIST when its IDX files are found (``--mnist``, default ``$NPKIT_DATA/mnist`` or
+``../shared/data/mnist``), else scikit-learn's 8x8 digits. Each model is trained with its preset
+(``mnist-<model>`` / ``digits-<model>``, ``--steps`` overriding the budget) by ``npkit train``
+into ``--runs/<preset>``; an existing run is resumed, a finished one reused, so the script can be
+stopped and restarted. Then:
+
+1. training speed: median ms per Adam step (and images/s = batch / step time) over
+   ``--speed-steps`` isolated steps of the preset's objective on pre-drawn batches, and the peak
+   RSS of that process (one process per model, so the peak is its own);
+2. evaluation (``npkit.completion``) on the test split: ``--num-images`` images scored at every
+   pixel with 1, 5, 10, 20, 50 and 100 % of their pixels observed, for every model, kNN (k = 5)
+   and the RBF GP fitted per image (at most 200 context pixels);
+3. sample diversity of latent models from 10 and 100 pixels and from all of them: mean pairwise
+   RMS distance of 5 samples, and the number of distinct classes a logistic-regression digit
+   classifier (fitted on ``--classifier-images`` training images) assigns to them;
+4. figures: the context-fraction plot and a completion grid per model, in ``--figures``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from gp1d import cpu_name  # sibling script: benchmarks/ is on sys.path
+
+from npkit.cli import main as npkit_main
+from npkit.completion import (
+    digit_classifier,
+    evaluate_fractions,
+    format_fraction_table,
+    fraction_tasks,
+    sample_diversity,
+)
+from npkit.config import load_config, presets, split_section
+from npkit.data import DIGITS_TEST, make_sampler
+from npkit.data.image_datasets import load_digits, load_mnist
+from npkit.objectives import get_objective
+from npkit.plot import completion_context_sizes, plot_completion, plot_fractions
+from npkit.runs import load_trained
+
+SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def mnist_folder(arg: str | None) -> Path | None:
+    """The folder with the MNIST files: ``--mnist`` ("none": no MNIST), else $NPKIT_DATA(/mnist),
+    else ../shared/data/mnist; None when there is none."""
+    if arg == "none":
+        return None
+    candidates = [Path(arg)] if arg else [SHARED_MNIST]
+    if not arg and os.environ.get("NPKIT_DATA"):
+        candidates[:0] = [Path(os.environ["NPKIT_DATA"]) / "mnist", Path(os.environ["NPKIT_DATA"])]
+    for folder in candidates:
+        if any((folder / f"t10k-images-idx3-ubyte{gz}").is_file() for gz in ("", ".gz")):
+            return folder
+    if arg:
+        raise SystemExit(f"--mnist {arg}: no MNIST IDX files (t10k-images-idx3-ubyte[.gz]) there")
+    return None
+
+
+def train(preset: str, run: Path, sets: list[str]) -> None:
+    """``npkit train`` the preset into ``run``: reuse a finished run, resume an interrupted one."""
+    if (run / "model").is_dir():
+        return
+    resume = (run / "checkpoints").is_dir()
+    argv = ["train", "--run-dir", str(run), "--resume"] if resume else ["train", preset, "--run-dir", str(run)]
+    if npkit_main([*argv, *(f"--set={s}" for s in sets)]) != 0:
+        raise SystemExit(f"training {preset} into {run} failed")
+
+
+def speed_worker(args: argparse.Namespace) -> dict:
+    """Median ms per training step of the run's model and objective, and this process's peak RSS."""
+    config = load_config(Path(args.worker) / "config.yaml")
+    model = load_trained(args.worker)
+    name, options = split_section(config["data"])
+    sampler = make_sampler(name, **options)
+    objective, objective_options = split_section(config["objective"])
+    loss_fn = get_objective(objective, model, **objective_options)
+    batch_size = config["train"]["batch_size"]
+    generator = torch.Generator().manual_seed(0)
+    batches = [sampler.sample(batch_size, generator) for _ in range(args.speed_steps + 5)]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+    times = []
+    for i, batch in enumerate(batches):
+        start = time.perf_counter()
+        loss = loss_fn(model, batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i >= 5:
+            times.append(time.perf_counter() - start)
+    ms = 1000 * statistics.median(times)
+    return {
+        "ms_per_step": ms,
+        "images_per_s": batch_size / ms * 1000,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "params": sum(p.numel() for p in model.parameters()),
+        "batch_size": batch_size,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["cnp", "np", "anp"])
+    parser.add_argument("--runs", default="runs/images", help="folder of the training runs (resumed, reused)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    parser.add_argument("--mnist", default=None, help="folder with the MNIST IDX files ('none': use the 8x8 digits)")
+    parser.add_argument("--num-images", type=int, default=64, help="test images per context fraction")
+    parser.add_argument("--samples", type=int, default=50, help="latent samples in evaluation")
+    parser.add_argument("--gp-restarts", type=int, default=4, help="fitted GP: random restarts per image")
+    parser.add_argument("--speed-steps", type=int, default=20, help="timed training steps per model")
+    parser.add_argument("--classifier-images", type=int, default=10000)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (NPKIT_THREADS)")
+    parser.add_argument("--figures", default="docs/figures", help="where the figures go")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ["NPKIT_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
+    if args.worker:
+        print(json.dumps(speed_worker(args)))
+        return
+
+    mnist = mnist_folder(args.mnist)
+    data = "mnist" if mnist else "digits"
+    print(f"command: python benchmarks/images.py {' '.join(sys.argv[1:])}")
+    print(f"machine: {cpu_name()}, {args.threads} torch thread(s), torch {torch.__version__}")
+    print(f"data: {data} ({mnist or 'scikit-learn, bundled'})\n")
+
+    runs, speed = {}, {}
+    for name in args.models:
+        preset = f"{data}-{name}"
+        if preset not in presets():
+            raise SystemExit(f"no preset {preset}; expected one of {presets()}")
+        sets = ([f"data.root={mnist}"] if mnist else []) + ["train.progress=false"]
+        if args.steps is not None:
+            sets.append(f"train.steps={args.steps}")
+        run = Path(args.runs) / (preset if args.steps is None else f"{preset}-{args.steps}")
+        train(preset, run, sets)
+        runs[name] = run
+        worker = [sys.executable, __file__, "--worker", str(run), "--speed-steps", str(args.speed_steps)]
+        worker += ["--threads", str(args.threads)]
+        speed[name] = json.loads(subprocess.run(worker, check=True, capture_output=True, text=True).stdout)
+
+    print("| model | params | steps x batch | ms/step (median) | images/s | peak RSS MB |\n|---|---|---|---|---|---|")
+    for name, run in runs.items():
+        s, steps = speed[name], load_config(run / "config.yaml")["train"]["steps"]
+        print(
+            f"| {name} | {s['params']:,} | {steps:,} x {s['batch_size']} | {s['ms_per_step']:.1f} | "
+            f"{s['images_per_s']:.0f} | {s['peak_mb']:.0f} |"
+        )
+
+    config = load_config(next(iter(runs.values())) / "config.yaml")
+    _, data_options = split_section(config["data"])
+    data_options.pop("split", None)
+    test = make_sampler(data, split="test", **data_options)
+    models = {name: load_trained(run) for name, run in runs.items()}
+    tasks = fraction_tasks(test, num_images=args.num_images, batch_size=16, seed=0)
+    results = evaluate_fractions(models, tasks, num_samples=args.samples, fit_restarts=args.gp_restarts, progress=True)
+    print(
+        f"\n{test.source}: {args.num_images} images scored at every pixel, observed at a random fraction of "
+        f"them; per-pixel marginal log-likelihood (± standard error over batches of 16), {args.samples} latent "
+        "samples, fitted GP on at most 200 context pixels\n"
+    )
+    print(format_fraction_table(results, "tar_ll") + "\n\n" + format_fraction_table(results, "mse"))
+
+    images, labels = load_mnist(root=mnist, split="train") if mnist else load_digits()
+    n = min(args.classifier_images, len(labels) - (0 if mnist else DIGITS_TEST))  # digits: train split only
+    classifier = digit_classifier(images[:n], labels[:n])
+    pixels = test.shape[0] * test.shape[1]
+    sizes = [s for s in (10, 100) if s < pixels] + [None]
+    print(
+        f"\nsample diversity: 5 samples per image, 16 test images; pairwise = mean pairwise RMS distance, classes = "
+        f"distinct classes among the 5 (logistic regression on {n} training images), true = fraction of samples "
+        "classified as the real image is\n"
+    )
+    print("| model | context | pairwise | classes | true |\n|---|---|---|---|---|")
+    for name, model in models.items():
+        if model.is_latent:
+            for size, d in sample_diversity(model, test, sizes, num_images=16, classifier=classifier).items():
+                stats = f"{d['pairwise_rms']:.4f} | {d['distinct_classes']:.2f} | {d['true_class']:.2f}"
+                print(f"| {name} | {size} | {stats} |")
+
+    figures = Path(args.figures)
+    title = f"{data}: models after their training budget vs kNN and a fitted GP ({args.num_images} test images)"
+    written = [plot_fractions(results, figures / f"images-{data}-fractions.png", title=title)]
+    image = test.images[0]
+    for name, model in models.items():
+        path = figures / f"images-{data}-{name}-completion.png"
+        written.append(
+            plot_completion(
+                model, test, image, path, completion_context_sizes(pixels), title=f"{name} on {test.source} image 0"
+            )
+        )
+    print("\n" + "\n".join(f"wrote {p}" for p in written))
+
+
+if __name__ == "__main__":
+    main()
