@@ -279,3 +279,37 @@ def test_mnist_without_a_data_folder_says_how_to_give_one(monkeypatch):
     monkeypatch.delenv("NPKIT_DATA", raising=False)
     with pytest.raises(ValueError, match="NPKIT_DATA"):
         make_sampler("mnist")
+
+
+def test_image_folder_preset_splits_every_tenth_image_and_names_its_root(tmp_path):
+    from PIL import Image
+
+    for i in range(12):  # grey level i * 20, so an image is recognised by its value
+        Image.new("L", (10, 6), i * 20).save(tmp_path / f"{i:02d}.png")
+    train = make_sampler("image-folder", root=str(tmp_path), size=4, mode="L")
+    test = make_sampler("image-folder", root=str(tmp_path), split="test", size=4, mode="L", num_context=[1, 3])
+    level = lambda s: (s.images[:, 0, 0, 0] * 255 / 20).round().int().tolist()
+    assert level(test) == [9] and level(train) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11]
+    assert train.images.shape == (11, 1, 4, 4) and train.num_context == (3, 8) and test.num_context == (1, 3)
+    assert train.source == f"folder:{tmp_path.name}:train"
+    with pytest.raises(ValueError, match="needs root=FOLDER"):
+        make_sampler("image-folder")
+    with pytest.raises(ValueError, match="unknown image-folder split 'valid'"):
+        make_sampler("image-folder", root=str(tmp_path), split="valid")
+
+
+def test_celeba_presets_load_the_split_at_the_size_asked(monkeypatch, tmp_path):
+    loaded = []
+
+    def fake_celeba(root, split, size, crop):
+        loaded.append((str(root), split, size, crop))
+        return torch.rand(3, 3, size, size, generator=gen(0))
+
+    monkeypatch.setattr(npkit.data.image_datasets, "load_celeba", fake_celeba)
+    npkit.data._celeba_images.cache_clear()
+    sampler = make_sampler("celeba", root=str(tmp_path), split="valid", size=8)
+    assert loaded == [(str(tmp_path), "valid", 8, 178)] and sampler.source == "celeba8:valid"
+    assert sampler.num_context == (3, 32) and sampler.sample(2, gen(0)).yc.shape[-1] == 3
+    bnp = make_sampler("celeba-bnp", root=str(tmp_path), size=16, crop=140)
+    assert loaded[-1] == (str(tmp_path), "train", 16, 140) and bnp.max_points == 199 and bnp.values == "centered"
+    npkit.data._celeba_images.cache_clear()

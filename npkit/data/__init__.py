@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import fields, replace
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -84,6 +85,54 @@ def mnist_bnp(root=None, split: str = "train", classes=None, **options) -> Image
     return ImageSampler(images, source=source, **{**preset, **options})
 
 
+@lru_cache(maxsize=4)
+def _celeba_images(root, split: str, size: int, crop: int):
+    from npkit.data.image_datasets import data_root, load_celeba
+
+    return load_celeba(data_root("celeba", root), split=split, size=size, crop=crop)
+
+
+def celeba(root=None, split: str = "train", size: int = 32, crop: int = 178, **options) -> ImageSampler:
+    """CelebA aligned faces, RGB, centre-cropped and resized to ``size`` (files under ``root``,
+    default ``$NPKIT_DATA/celeba``; see ``npkit.data.image_datasets.load_celeba``): coords and
+    values in [0, 1], Nc ~ U{3..size^2 / 2}, the targets every other pixel."""
+    images = _celeba_images(root, split, size, crop)
+    return ImageSampler(images, source=f"celeba{size}:{split}", **{"num_context": (3, size * size // 2), **options})
+
+
+def celeba_bnp(root=None, split: str = "train", size: int = 32, crop: int = 178, **options) -> ImageSampler:
+    """CelebA with BENCHMARKS.md section 3 (the BNP/TNP CelebA32 protocol): coords in [-1, 1]^2,
+    values pixel - 0.5, Nc ~ U{3..196}, Nt ~ U{3..199 - Nc}."""
+    preset = dict(num_context=(3, 196), num_target=(3, 196), max_points=199, coords="centered", values="centered")
+    return ImageSampler(
+        _celeba_images(root, split, size, crop), source=f"celeba{size}:{split}", **{**preset, **options}
+    )
+
+
+# image-folder: every FOLDER_TEST-th image (sorted by path) is the test split.
+FOLDER_TEST = 10
+
+
+def image_folder(root=None, split: str = "train", size: int = 32, mode: str = "RGB", **options) -> ImageSampler:
+    """Every PNG/JPEG under ``root`` (``npkit.data.image_datasets.load_image_folder``: centre
+    square, resized to ``size``; ``mode`` "RGB" or "L" for grey). ``split="test"`` is every
+    10th image in path order, "train" the others. Coords and values in [0, 1], Nc ~
+    U{3..size^2 / 2}, the targets every other pixel."""
+    from npkit.data.image_datasets import load_image_folder
+
+    if root is None:
+        raise ValueError("data preset 'image-folder' needs root=FOLDER (--set data.root=FOLDER)")
+    if split not in SPLITS:
+        raise ValueError(f"unknown image-folder split {split!r}; expected one of {list(SPLITS)}")
+    images = load_image_folder(root, size=size, mode=mode)
+    test = torch.arange(len(images)) % FOLDER_TEST == FOLDER_TEST - 1
+    chosen = images[test if split == "test" else ~test]
+    if len(chosen) == 0:
+        raise ValueError(f"image-folder {root}: {len(images)} image(s) leave none for the {split} split")
+    source = f"folder:{Path(root).name}:{split}"
+    return ImageSampler(chosen, source=source, **{"num_context": (3, size * size // 2), **options})
+
+
 PRESETS: dict[str, Callable[..., TaskSampler]] = {
     "gp": GPSampler,
     "gp1d": gp1d,
@@ -95,6 +144,9 @@ PRESETS: dict[str, Callable[..., TaskSampler]] = {
     "digits-bnp": digits_bnp,
     "mnist": mnist,
     "mnist-bnp": mnist_bnp,
+    "celeba": celeba,
+    "celeba-bnp": celeba_bnp,
+    "image-folder": image_folder,
 }
 
 # Arguments of a preset function that choose its data rather than a sampler field.
@@ -103,8 +155,19 @@ _LOADER_ARGS: dict[str, tuple[str, ...]] = {
     "digits-bnp": ("split", "classes"),
     "mnist": ("root", "split", "classes"),
     "mnist-bnp": ("root", "split", "classes"),
+    "celeba": ("root", "split", "size", "crop"),
+    "celeba-bnp": ("root", "split", "size", "crop"),
+    "image-folder": ("root", "split", "size", "mode"),
 }
-IMAGE_PRESETS = ("digits", "digits-bnp", "mnist", "mnist-bnp")  # tests/test_images.py covers these
+IMAGE_PRESETS = (
+    "digits",
+    "digits-bnp",
+    "mnist",
+    "mnist-bnp",
+    "celeba",
+    "celeba-bnp",
+    "image-folder",
+)  # tests/test_images.py covers these
 
 
 def preset_options(name: str) -> tuple[type, tuple[str, ...]]:
