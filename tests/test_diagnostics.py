@@ -1,0 +1,98 @@
+"""Collapse diagnostics on constructed posteriors with known answers: a point mass, a posterior
+independent of the data, a healthy one."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Independent, Normal
+
+from npkit import build_model
+from npkit.data import make_sampler
+from npkit.diagnostics import Diagnosis, diagnose, mutual_information
+
+
+def constructed(posterior):
+    """A small NP whose q(z | S) is ``posterior(x, y)`` (x, y [B, N, 1]) instead of its encoder's."""
+    torch.manual_seed(0)
+    model = build_model("np", hidden_dim=8, r_dim=2, z_dim=2)
+
+    class Constructed(type(model)):
+        def posterior(self, x, y, mask=None):
+            return posterior(x, y)
+
+    model.__class__ = Constructed
+    return model
+
+
+def data_mean(x, y):
+    """z mean = 5 (mean y, mean x y) of the set: depends on the data."""
+    return 5 * torch.cat([y.mean(1), (x * y).mean(1)], -1)
+
+
+def point_mass(x, y):
+    return Independent(Normal(data_mean(x, y), 1e-4), 1)
+
+
+def unused(x, y):
+    return Independent(Normal(torch.zeros(len(x), 2), 1.0), 1)
+
+
+def healthy(x, y):
+    return Independent(Normal(data_mean(x, y), 0.5), 1)
+
+
+SINE = make_sampler("sine", num_context=(2, 4), num_target=(3, 5))
+
+
+def test_a_point_mass_posterior_is_diagnosed_as_collapsed():
+    d = diagnose(constructed(point_mass), SINE, num_tasks=64, num_samples=10)
+    assert d.std_context == pytest.approx(1e-4) and d.std_full == pytest.approx(1e-4)
+    assert d.far_spread < 1e-3  # every function sample is the same function
+    assert d.active_units == 2  # the means still follow the data
+    assert d.mutual_information == pytest.approx(math.log(64), abs=1e-3)  # z names its task
+    assert d.verdict == "collapsed: point mass"
+
+
+def test_a_posterior_independent_of_the_data_is_an_unused_latent():
+    d = diagnose(constructed(unused), SINE, num_tasks=64, num_samples=10)
+    assert d.kl == pytest.approx(0, abs=1e-6) and d.active_units == 0
+    assert abs(d.mutual_information) < 1e-6  # q(z | D) is the same for every task
+    assert d.std_context == pytest.approx(1.0)
+    assert d.verdict == "collapsed: latent unused"
+
+
+def test_a_healthy_posterior_and_the_closed_form_kl():
+    model = constructed(healthy)
+    d = diagnose(model, SINE, num_tasks=64, num_samples=10)
+    assert d.verdict == "healthy" and d.active_units == 2 and 0 < d.mutual_information < math.log(64)
+    batch = SINE.sample(64, generator=torch.Generator().manual_seed(0))  # the tasks diagnose draws
+    difference = data_mean(batch.x, batch.y) - data_mean(batch.xc, batch.yc)
+    expected = (difference.square() / (2 * 0.5**2)).sum(-1).mean()  # KL of equal-std Gaussians
+    assert d.kl == pytest.approx(expected.item(), rel=1e-5)
+    assert d.std_full == pytest.approx(0.5)
+    assert "healthy: posterior std 0.5000" in str(d) and d.as_dict()["verdict"] == "healthy"
+
+
+def test_mutual_information_is_log_n_for_separated_posteriors_and_0_for_equal_ones():
+    separated = Independent(Normal(torch.arange(8.0).unsqueeze(-1) * 100, torch.ones(8, 1)), 1)
+    assert mutual_information(separated, 4).item() == pytest.approx(math.log(8), abs=1e-6)
+    same = Independent(Normal(torch.zeros(8, 3), torch.ones(8, 3)), 1)
+    assert mutual_information(same, 4).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_verdict_thresholds():
+    base = dict(std_full=0.01, kl=0.0, z_dim=2, mutual_information=0.0, num_tasks=10)
+    assert Diagnosis(std_context=0.01, active_units=2, far_spread=0.01, **base).verdict == "collapsed: point mass"
+    assert Diagnosis(std_context=0.01, active_units=2, far_spread=0.2, **base).verdict == "healthy"
+    assert Diagnosis(std_context=0.3, active_units=0, far_spread=0.2, **base).verdict == "collapsed: latent unused"
+
+
+def test_diagnose_refuses_deterministic_models_and_needs_far_x_beyond_1d():
+    with pytest.raises(TypeError, match="needs a latent model"):
+        diagnose(build_model("cnp", hidden_dim=8, r_dim=8), SINE)
+    image_model = build_model("np", x_dim=2, hidden_dim=8, r_dim=8, z_dim=2)
+    with pytest.raises(ValueError, match="far_x must be given for x_dim = 2"):
+        diagnose(image_model, make_sampler("digits"), num_tasks=4)
+    d = diagnose(image_model, make_sampler("digits"), num_tasks=4, num_samples=3, far_x=torch.tensor([[2.0, 2.0]]))
+    assert d.num_tasks == 4 and d.z_dim == 2
