@@ -3,6 +3,7 @@
 npkit train quickstart --run-dir runs/qs --set train.steps=500
 npkit eval runs/qs
 npkit plot runs/qs
+npkit diagnose runs/qs
 """
 
 from __future__ import annotations
@@ -297,6 +298,31 @@ def cmd_plot(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_diagnose(args: argparse.Namespace) -> None:
+    import torch
+
+    from npkit.data import ImageSampler
+    from npkit.diagnostics import diagnose
+    from npkit.files import write_json
+    from npkit.runs import load_trained
+    from npkit.train import default_threads
+
+    torch.set_num_threads(default_threads())
+    run_dir = Path(args.run_dir)
+    config = _run_config(run_dir, args.overrides)
+    _check_writable(run_dir, "run folder")
+    model = load_trained(run_dir)
+    if not model.is_latent:
+        raise ValueError(f"{run_dir} holds a {model.name}, which has no latent variable to diagnose")
+    sampler = _sampler(config)  # the training distribution; images: the evaluation split
+    if isinstance(sampler, ImageSampler):
+        sampler = _eval_sampler(config)
+    d = diagnose(model, sampler, num_tasks=args.num_tasks, num_samples=args.num_samples, seed=args.seed)
+    print(f"{model.name} on {config['data']['name']} ({args.num_tasks} tasks, seed {args.seed}): {d}")
+    write_json(run_dir / "diagnostics.json", d.as_dict())
+    print(f"wrote {run_dir / 'diagnostics.json'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -354,6 +380,20 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", help="a folder written by `npkit train`")
     _add_overrides(plot)
     plot.set_defaults(func=cmd_plot)
+
+    diag = sub.add_parser(
+        "diagnose",
+        help="posterior-collapse diagnostics of a trained latent model",
+        description="Posterior std of z given the context and given context + targets, their KL, active "
+        "latent units, the mutual information between z and the task, the spread of function samples "
+        "far from the data (1D: x in [-4, -3]) and a verdict (see npkit.diagnostics). Writes diagnostics.json.",
+    )
+    diag.add_argument("run_dir", help="a folder written by `npkit train`")
+    diag.add_argument("--num-tasks", type=int, default=256, help="tasks drawn from the run's data (default 256)")
+    diag.add_argument("--num-samples", type=int, default=100, help="function samples for the far spread")
+    diag.add_argument("--seed", type=int, default=0)
+    _add_overrides(diag)
+    diag.set_defaults(func=cmd_diagnose)
     return parser
 
 

@@ -13,14 +13,18 @@ Two failure modes are told apart (see ``docs/collapse.md``):
 - ``std_context`` / ``std_full``: the posterior std of z under q(z | C) and q(z | C ∪ T), mean
   over tasks and dimensions;
 - ``kl``: KL(q(z | C ∪ T) || q(z | C)) per task (summed over dimensions), mean over tasks;
-- ``active_units``: dimensions whose posterior mean E_q(z | C ∪ T)[z] varies across tasks with
-  variance above ``ACTIVE_VARIANCE`` (0.01, Burda et al. 2016);
-- ``mutual_information``: I(z; task) under q(z | C ∪ T) with the tasks' aggregate posterior as
-  the marginal, estimated as mean_n [log q(z_n | D_n) - log 1/N sum_m q(z_n | D_m)] with
-  z_n ~ q(z | D_n) (Hoffman & Johnson 2016); between 0 and log N nats;
+- ``active_units``: dimensions whose mean E_q(z | C)[z] varies across tasks with variance above
+  ``ACTIVE_VARIANCE`` (0.01, Burda et al. 2016);
+- ``mutual_information``: I(z; C) under q(z | C) with the tasks' aggregate as the marginal,
+  estimated as mean_n [log q(z_n | C_n) - log 1/N sum_m q(z_n | C_m)] with z_n ~ q(z | C_n)
+  (Hoffman & Johnson 2016); between 0 and log N nats.
+
+  Both use q(z | C), the distribution predictions are drawn from, rather than q(z | C ∪ T):
+  on a task family with one function (the critique's sine5) every C ∪ T is the same set, so
+  only the contexts differ between tasks;
 - ``far_spread``: the std over ``num_samples`` function samples (predictive means of z ~ q(z | C))
   of the prediction at ``far_x`` (points away from the data; default 20 points of [-4, -3] for
-  1D tasks), mean over points and tasks.
+  1D tasks, none (NaN) otherwise), mean over points and tasks.
 
 The verdict: "collapsed: point mass" when ``std_context < POINT_MASS_STD`` and ``far_spread <
 FLAT_SPREAD``; "collapsed: latent unused" when ``active_units == 0``; "healthy" otherwise.
@@ -97,11 +101,10 @@ def mutual_information(posterior, num_samples: int = 1) -> Tensor:
     return (own - aggregate).mean()
 
 
-def far_inputs(x_dim: int, num_points: int = 20) -> Tensor:
-    """The default far-from-data inputs: ``num_points`` evenly spaced over ``FAR_RANGE``, [num_points, 1]."""
-    if x_dim != 1:
-        raise ValueError(f"far_x must be given for x_dim = {x_dim}; the default [-4, -3] is for 1D tasks")
-    return torch.linspace(*FAR_RANGE, num_points).unsqueeze(-1)
+def far_inputs(x_dim: int, num_points: int = 20) -> Tensor | None:
+    """The default far-from-data inputs: for 1D tasks ``num_points`` evenly spaced over
+    ``FAR_RANGE``, [num_points, 1]; None for other x_dim (no default)."""
+    return torch.linspace(*FAR_RANGE, num_points).unsqueeze(-1) if x_dim == 1 else None
 
 
 def diagnose(
@@ -113,8 +116,9 @@ def diagnose(
     seed: int = 0,
 ) -> Diagnosis:
     """Collapse diagnostics of latent ``model`` on ``num_tasks`` tasks of ``sampler`` (drawn with
-    ``seed``, as is every z): see the module docstring. ``far_x`` [N_far, x_dim] are the inputs
-    the far spread is measured at (default: 20 points of [-4, -3], 1D tasks only)."""
+    ``seed``, as is every z, without touching the caller's random state): see the module
+    docstring. ``far_x`` [N_far, x_dim] are the inputs the far spread is measured at (default: 20
+    points of [-4, -3] for 1D tasks; for others the far spread is NaN unless ``far_x`` is given)."""
     if not getattr(model, "is_latent", False):
         raise TypeError(f"diagnose needs a latent model; {type(model).__name__} has no posterior over z")
     if num_tasks < 2 or num_samples < 2:
@@ -122,28 +126,55 @@ def diagnose(
     batch = sampler.sample(num_tasks, generator=torch.Generator().manual_seed(seed))
     device = next(model.parameters()).device
     batch = batch.to(device)
-    far = (far_inputs(batch.xc.shape[-1]) if far_x is None else far_x).to(device=device, dtype=batch.xc.dtype)
-    if far.dim() != 2 or far.shape[-1] != batch.xc.shape[-1]:
+    far = far_inputs(batch.xc.shape[-1]) if far_x is None else far_x
+    if far is not None and (far.dim() != 2 or far.shape[-1] != batch.xc.shape[-1]):
         raise ValueError(f"far_x must be [N_far, {batch.xc.shape[-1]}] (x_dim), got {tuple(far.shape)}")
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             q_context = model.posterior(batch.xc, batch.yc, batch.mask_c)
             q_full = model.posterior(batch.x, batch.y, batch.mask)
-            (mean_full, std_full), (_, std_context) = _moments(q_full), _moments(q_context)
+            (_, std_full), (mean_context, std_context) = _moments(q_full), _moments(q_context)
             kl = kl_per_dim(q_full, q_context, q_full.sample((MOMENT_SAMPLES,))).sum(-1)  # [B]
-            samples = sample_functions(model, batch.xc, batch.yc, far.expand(num_tasks, -1, -1), num_samples)
+            spread = math.nan
+            if far is not None:
+                far = far.to(device=device, dtype=batch.xc.dtype).expand(num_tasks, -1, -1)
+                spread = sample_functions(model, batch.xc, batch.yc, far, num_samples).std(0).mean().item()
             return Diagnosis(
                 std_context=std_context.mean().item(),
                 std_full=std_full.mean().item(),
                 kl=kl.mean().item(),
-                active_units=int((mean_full.var(0) > ACTIVE_VARIANCE).sum()),
-                z_dim=mean_full.shape[-1],
-                mutual_information=mutual_information(q_full, num_samples=8).item(),
-                far_spread=samples.std(0).mean().item(),
+                active_units=int((mean_context.var(0) > ACTIVE_VARIANCE).sum()),
+                z_dim=mean_context.shape[-1],
+                mutual_information=mutual_information(q_context, num_samples=8).item(),
+                far_spread=spread,
                 num_tasks=num_tasks,
             )
     finally:
         model.train(was_training)
+
+
+class CollapseMonitor:
+    """A ``fit`` callback logging :func:`diagnose` every ``every`` steps as ``diag/<name>``
+    columns (the training curves of collapse). Its tasks and z come from their own seeded
+    generator, so training draws the same batches with or without it."""
+
+    def __init__(self, sampler, every: int = 500, num_tasks: int = 128, num_samples: int = 50, seed: int = 0):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.sampler, self.every, self.num_tasks, self.num_samples, self.seed = (
+            sampler,
+            every,
+            num_tasks,
+            num_samples,
+            seed,
+        )
+
+    def __call__(self, step: int, model, output=None) -> dict[str, float]:
+        if step % self.every:
+            return {}
+        d = diagnose(model, self.sampler, self.num_tasks, self.num_samples, seed=self.seed)
+        names = ("std_context", "std_full", "kl", "active_units", "mutual_information", "far_spread")
+        return {f"diag/{name}": float(getattr(d, name)) for name in names}

@@ -18,7 +18,9 @@ class TrainConfig:
     ``steps``). ``accelerator``, ``devices``, ``strategy`` and ``precision`` go to Lightning
     Fabric: "auto" uses a GPU when one is present, else the CPU; ``devices=2, strategy="ddp"``
     runs DDP. ``threads``: torch intra-op threads per process (None: ``$NPKIT_THREADS``, else 1;
-    the small networks of NPs gain little from more, and more collapse on shared cores)."""
+    the small networks of NPs gain little from more, and more collapse on shared cores).
+    ``diagnose_every``: log the collapse diagnostics of ``npkit.diagnostics`` (``diag/...``
+    columns) every that many steps (latent models)."""
 
     steps: int = 1000
     batch_size: int = 16
@@ -38,6 +40,7 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str = "32-true"
     threads: int | None = None
+    diagnose_every: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -49,8 +52,9 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if self.threads is not None:
-            check_positive_ints(self, ("threads",))
+        for name in ("threads", "diagnose_every"):
+            if getattr(self, name) is not None:
+                check_positive_ints(self, (name,))
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

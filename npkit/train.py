@@ -232,6 +232,12 @@ def fit(
     if extend and not resume:
         raise ValueError("extend=True continues a run: pass resume=True too")
     torch.set_num_threads(cfg.threads or default_threads())
+    if cfg.diagnose_every is not None:
+        if not model.is_latent:
+            raise ValueError(f"train.diagnose_every needs a latent model; {type(model).__name__} has no posterior")
+        from npkit.diagnostics import CollapseMonitor
+
+        callbacks = (*callbacks, CollapseMonitor(data, every=cfg.diagnose_every))
     objective_name = objective if isinstance(objective, str) else getattr(objective, "__qualname__", repr(objective))
     run_state = {
         "train": asdict(cfg),

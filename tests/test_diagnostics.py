@@ -88,11 +88,55 @@ def test_verdict_thresholds():
     assert Diagnosis(std_context=0.3, active_units=0, far_spread=0.2, **base).verdict == "collapsed: latent unused"
 
 
-def test_diagnose_refuses_deterministic_models_and_needs_far_x_beyond_1d():
+def test_diagnose_refuses_deterministic_models_and_measures_far_spread_where_told():
     with pytest.raises(TypeError, match="needs a latent model"):
         diagnose(build_model("cnp", hidden_dim=8, r_dim=8), SINE)
     image_model = build_model("np", x_dim=2, hidden_dim=8, r_dim=8, z_dim=2)
-    with pytest.raises(ValueError, match="far_x must be given for x_dim = 2"):
-        diagnose(image_model, make_sampler("digits"), num_tasks=4)
+    assert math.isnan(diagnose(image_model, make_sampler("digits"), num_tasks=4, num_samples=3).far_spread)
     d = diagnose(image_model, make_sampler("digits"), num_tasks=4, num_samples=3, far_x=torch.tensor([[2.0, 2.0]]))
-    assert d.num_tasks == 4 and d.z_dim == 2
+    assert d.num_tasks == 4 and d.z_dim == 2 and d.far_spread > 0
+    with pytest.raises(ValueError, match=r"far_x must be \[N_far, 2\]"):
+        diagnose(image_model, make_sampler("digits"), num_tasks=4, far_x=torch.zeros(3))
+
+
+def test_diagnose_leaves_the_callers_random_state_alone():
+    model = constructed(healthy)
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    diagnose(model, SINE, num_tasks=8, num_samples=3)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_training_logs_the_diagnostics_without_changing_the_trajectory():
+    from npkit import fit
+
+    def run(**options):
+        torch.manual_seed(0)
+        model = build_model("np", hidden_dim=8, r_dim=2, z_dim=2)
+        rows = fit(model, SINE, steps=6, log_every=2, progress=False, **options)
+        return model, rows
+
+    plain, _ = run()
+    monitored, rows = run(diagnose_every=3)
+    assert [r["step"] for r in rows if "diag/kl" in r] == [3, 6]
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), monitored.parameters()))
+    with pytest.raises(ValueError, match="diagnose_every needs a latent model"):
+        fit(build_model("cnp", hidden_dim=8, r_dim=8), SINE, steps=1, diagnose_every=1, progress=False)
+
+
+def test_npkit_diagnose_prints_and_writes_the_diagnosis(tmp_path, capsys):
+    import json
+
+    from npkit.cli import main
+
+    run, cnp = tmp_path / "np", tmp_path / "cnp"
+    assert main(["train", "sine5-np", "--run-dir", str(run), "--set=train.steps=3", "--set=train.progress=false"]) == 0
+    assert main(["diagnose", str(run), "--num-tasks", "16", "--num-samples", "4"]) == 0
+    out = capsys.readouterr().out
+    saved = json.loads((run / "diagnostics.json").read_text())
+    assert f"np on sine5 (16 tasks, seed 0): {saved['verdict']}: posterior std" in out
+    assert saved["num_tasks"] == 16 and saved["z_dim"] == 2
+    assert main(["train", "sine-cnp", "--run-dir", str(cnp), "--set=train.steps=1", "--set=train.progress=false"]) == 0
+    assert main(["diagnose", str(cnp)]) == 2
+    assert "holds a cnp, which has no latent variable" in capsys.readouterr().err
