@@ -81,6 +81,9 @@ def standard_normal_like(z: Tensor) -> Distribution:
     return Independent(Normal(loc, torch.ones_like(loc)), 1)
 
 
+PRIORS = ("conditional", "fixed", "both")
+
+
 def elbo(
     model: NeuralProcess,
     batch: Batch,
@@ -90,22 +93,31 @@ def elbo(
     free_bits: float = 0.0,
     include_context: bool = True,
 ) -> LossOutput:
-    """Negative ELBO per point. ``free_bits`` (nats per latent dimension and task, Kingma et al.
-    2016) floors each dimension's batch-averaged KL, so dimensions below it get no KL gradient."""
+    """Negative ELBO per point. ``prior``: "conditional" KL(q(z | C ∪ T) || q(z | C)) (the NP
+    paper), "fixed" KL(q(z | C ∪ T) || N(0, I)), "both" their sum (the fixed KL keeps both
+    posteriors from shrinking together). ``free_bits`` (nats per latent dimension and task,
+    Kingma et al. 2016) floors each dimension's batch-averaged KL, so dimensions below it get no
+    KL gradient."""
     _check_model(model, "elbo")
-    if prior not in ("conditional", "fixed"):
-        raise ValueError(f"prior must be 'conditional' or 'fixed', got {prior!r}")
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {list(PRIORS)}, got {prior!r}")
     if beta < 0 or free_bits < 0:
         raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
     check_num_samples(num_samples)
     x, y, mask, n = _scored(batch, include_context)
     q = model.posterior(batch.x, batch.y, batch.mask)
     z = q.rsample((num_samples,))
-    p = model.posterior(batch.xc, batch.yc, batch.mask_c) if prior == "conditional" else standard_normal_like(z)
     pred = model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c)
     n = n.clamp_min(1.0)
     log_lik = _sum_points(pred.log_prob(y), mask).mean(0) / n  # [B]
-    kl = kl_per_dim(q, p, z)  # [B, K]
+    kls = []
+    if prior in ("conditional", "both"):
+        kls.append(kl_per_dim(q, model.posterior(batch.xc, batch.yc, batch.mask_c), z))
+    if prior in ("fixed", "both"):
+        kls.append(kl_per_dim(q, standard_normal_like(z), z))
+    if len({k.shape for k in kls}) > 1:  # one analytic per dimension, one Monte-Carlo total
+        kls = [k.sum(-1, keepdim=True) for k in kls]
+    kl = sum(kls)  # [B, K]
     kl_points = kl / n[:, None]  # per point
     floor = free_bits * (z.shape[-1] / kl.shape[-1]) * n.reciprocal().mean()
     kl_term = kl_points.mean(0).clamp_min(floor).sum()

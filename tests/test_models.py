@@ -96,6 +96,9 @@ def test_config_and_options_together_are_rejected():
         ("min_sigma", 1.0),
         ("latent_min_sigma", -0.1),
         ("fixed_sigma", 0.0),
+        ("latent_sigma", "exp"),
+        ("latent_head_layers", 0),
+        ("decoder_activation", "swish"),
     ],
 )
 def test_invalid_config_value_is_rejected_naming_it(option, value):
@@ -400,6 +403,31 @@ def test_latent_stddev_floors_at_latent_min_sigma(name):
     xc, yc, _, _ = data(dtype=torch.float32)
     std = model.posterior(xc, yc).stddev
     assert torch.allclose(std, torch.full_like(std, 0.25), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", LATENT)
+@pytest.mark.parametrize("raw, floor", [(-3.0, 0.0), (2.0, 0.0), (0.5, 0.2)])
+def test_softplus_latent_stddev_is_the_floor_plus_softplus_of_raw(name, raw, floor):
+    model = make(name, latent_sigma="softplus", latent_min_sigma=floor)
+    set_raw_sigma(last_linear(model.latent), model.config.z_dim, raw)
+    xc, yc, _, _ = data(dtype=torch.float32)
+    std = model.posterior(xc, yc).stddev
+    expected = floor + math.log1p(math.exp(raw))
+    assert torch.allclose(std, torch.full_like(std, expected), rtol=1e-6, atol=0)
+
+
+def test_the_critique_architecture_has_its_layers_and_95_parameters():
+    """The NP critique's model: encoder (x, y) 2->8->2 ReLU, linear heads for the mean and the
+    softplus std of z, decoder (x, z) 3->8->1 with a sigmoid hidden activation."""
+    model = build_model(
+        "lnp", hidden_dim=8, r_dim=2, z_dim=2, encoder_layers=2, decoder_layers=2, latent_head_layers=1,
+        latent_sigma="softplus", latent_min_sigma=0.0, decoder_activation="sigmoid", fixed_sigma=0.005,
+    )  # fmt: skip
+    shapes = [tuple(m.weight.shape) for m in linears(model)]
+    assert shapes == [(8, 2), (2, 8), (4, 2), (8, 3), (1, 8)]
+    assert [type(m).__name__ for m in model.decoder.net] == ["Linear", "Sigmoid", "Linear"]
+    assert [type(m).__name__ for m in model.latent.encoder.net] == ["Linear", "ReLU", "Linear"]
+    assert sum(p.numel() for p in model.parameters()) == 95
 
 
 # --------------------------------------------------------------------------- initialisation

@@ -137,6 +137,13 @@ def test_elbo_with_fixed_prior_uses_the_standard_normal_kl(name):
 
 
 @pytest.mark.parametrize("name", LATENT)
+def test_elbo_with_both_priors_adds_the_conditional_and_the_fixed_kl(name):
+    model, batch = make(name), gp_batch()
+    parts = [elbo(model, batch, prior=prior).kl for prior in ("conditional", "fixed")]
+    assert elbo(model, batch, prior="both").kl.item() == pytest.approx(sum(parts).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", LATENT)
 def test_elbo_log_lik_is_the_conditional_log_likelihood_of_a_posterior_sample(name):
     model, batch = make(name), gp_batch()
     torch.manual_seed(3)
@@ -220,7 +227,7 @@ def test_elbo_without_context_scores_only_the_targets():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"prior": "flat"}, r"prior must be 'conditional' or 'fixed', got 'flat'"),
+        ({"prior": "flat"}, r"prior must be one of \['conditional', 'fixed', 'both'\], got 'flat'"),
         ({"beta": -1.0}, r"beta and free_bits must be >= 0"),
         ({"free_bits": -0.5}, r"beta and free_bits must be >= 0"),
     ],

@@ -23,7 +23,7 @@ from torch.distributions import Distribution, Independent, Normal
 from torch.utils.checkpoint import checkpoint
 
 from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
-from npkit.nn import INITS, SetEncoder, init_weights, mlp
+from npkit.nn import ACTIVATIONS, INITS, SetEncoder, init_weights, mlp
 from npkit.options import check_positive_ints, from_options
 from npkit.tasks import check_context
 
@@ -53,6 +53,7 @@ class ModelConfig:
     fixed_sigma: float | None = None
     init: str = "default"
     init_std: float = 0.1
+    decoder_activation: str = "relu"
 
     POSITIVE: ClassVar[tuple[str, ...]] = ("x_dim", "y_dim", "hidden_dim", "r_dim", "encoder_layers", "decoder_layers")
 
@@ -63,6 +64,8 @@ class ModelConfig:
         build_likelihood(self.likelihood, self.min_sigma, self.fixed_sigma)  # validates the sigmas
         if self.init not in INITS:
             raise ValueError(f"unknown init scheme {self.init!r}; expected one of {list(INITS)}")
+        if self.decoder_activation not in ACTIVATIONS:
+            raise ValueError(f"decoder_activation must be one of {list(ACTIVATIONS)}, got {self.decoder_activation!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
@@ -74,20 +77,28 @@ class ModelConfig:
 
 @dataclass
 class LatentConfig(ModelConfig):
-    """Adds the latent path: z_dim, the floor of the latent std
-    (``latent_min_sigma + (1 - latent_min_sigma) * sigmoid(raw)``, NP/ANP papers) and the
-    default number of z samples per prediction."""
+    """Adds the latent path: z_dim, the std of q(z | S) and the default number of z samples per
+    prediction. ``latent_sigma="sigmoid"``: ``latent_min_sigma + (1 - latent_min_sigma) *
+    sigmoid(raw)`` (NP/ANP papers; the floor keeps the posterior from collapsing below it);
+    ``"softplus"``: ``latent_min_sigma + softplus(raw)`` (unbounded above; with a floor of 0 the
+    parameterisation of the NP critique). ``latent_head_layers``: layers of the MLP from the
+    pooled summary to (mu, raw) (1: linear heads)."""
 
     z_dim: int = 128
     latent_min_sigma: float = 0.1
+    latent_sigma: str = "sigmoid"
+    latent_head_layers: int = 2
     num_samples: int = 1
 
-    POSITIVE: ClassVar[tuple[str, ...]] = (*ModelConfig.POSITIVE, "z_dim", "num_samples")
+    POSITIVE: ClassVar[tuple[str, ...]] = (*ModelConfig.POSITIVE, "z_dim", "num_samples", "latent_head_layers")
+    LATENT_SIGMAS: ClassVar[tuple[str, ...]] = ("sigmoid", "softplus")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.latent_min_sigma < 1.0:
             raise ValueError(f"latent_min_sigma must lie in [0, 1), got {self.latent_min_sigma}")
+        if self.latent_sigma not in self.LATENT_SIGMAS:
+            raise ValueError(f"latent_sigma must be one of {list(self.LATENT_SIGMAS)}, got {self.latent_sigma!r}")
 
 
 def check_num_samples(num_samples: int) -> int:
@@ -120,12 +131,15 @@ class LatentPath(nn.Module):
         self.encoder = SetEncoder(
             cfg.x_dim + cfg.y_dim, cfg.hidden_dim, cfg.r_dim, cfg.encoder_layers, attention_layers, num_heads
         )
-        self.head = mlp(cfg.r_dim, cfg.hidden_dim, 2 * cfg.z_dim, 2)
-        self.min_sigma = cfg.latent_min_sigma
+        self.head = mlp(cfg.r_dim, cfg.hidden_dim, 2 * cfg.z_dim, cfg.latent_head_layers)
+        self.min_sigma, self.sigma = cfg.latent_min_sigma, cfg.latent_sigma
 
     def forward(self, x: Tensor, y: Tensor, mask: Tensor | None) -> Distribution:
         mu, raw = at_least_float32(self.head(self.encoder(torch.cat([x, y], -1), mask))).chunk(2, dim=-1)
-        sigma = self.min_sigma + (1 - self.min_sigma) * torch.sigmoid(raw)
+        if self.sigma == "softplus":
+            sigma = self.min_sigma + F.softplus(raw)
+        else:
+            sigma = self.min_sigma + (1 - self.min_sigma) * torch.sigmoid(raw)
         return Independent(Normal(mu, sigma), 1)
 
 
@@ -137,10 +151,12 @@ class Decoder(nn.Module):
     rather than once per sample (same parameters as one Linear on the concatenation).
     """
 
-    def __init__(self, in_dim: int, z_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
+    def __init__(
+        self, in_dim: int, z_dim: int, hidden_dim: int, out_dim: int, num_layers: int, activation: str = "relu"
+    ) -> None:
         super().__init__()
         self.in_dim = in_dim
-        self.net = mlp(in_dim + z_dim, hidden_dim, out_dim, num_layers)
+        self.net = mlp(in_dim + z_dim, hidden_dim, out_dim, num_layers, activation)
 
     def forward(self, h: Tensor, z: Tensor | None = None) -> Tensor:
         if z is None:
@@ -175,7 +191,7 @@ class NeuralProcess(nn.Module):
         in_dim = cfg.x_dim + (cfg.r_dim if self.deterministic is not None else 0)
         z_dim = cfg.z_dim if self.latent is not None else 0
         out_dim = self.likelihood.num_params(cfg.y_dim)
-        self.decoder = Decoder(in_dim, z_dim, cfg.hidden_dim, out_dim, cfg.decoder_layers)
+        self.decoder = Decoder(in_dim, z_dim, cfg.hidden_dim, out_dim, cfg.decoder_layers, cfg.decoder_activation)
         init_weights(self, cfg.init, cfg.init_std)
 
     def build_deterministic(self, cfg: ModelConfig) -> nn.Module | None:

@@ -5,9 +5,10 @@ from npkit.nn.aggregation import POOLINGS, masked_max, masked_mean, masked_sum, 
 from npkit.nn.attention import MultiheadAttention, SelfAttention
 from npkit.nn.encoders import CrossAttentionEncoder, SetEncoder
 from npkit.nn.init import INITS, init_weights
-from npkit.nn.mlp import mlp
+from npkit.nn.mlp import ACTIVATIONS, mlp
 
 __all__ = [
+    "ACTIVATIONS",
     "INITS",
     "POOLINGS",
     "CrossAttentionEncoder",
