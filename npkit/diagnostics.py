@@ -1,12 +1,14 @@
 """Posterior-collapse diagnostics for any latent model on any task sampler.
 
-Two failure modes are told apart (see ``docs/collapse.md``):
+Three failure modes are told apart (see ``docs/collapse.md``):
 
 - **point-mass collapse** (the NP critique): q(z | C) and q(z | C ∪ T) shrink together to a
   near point mass; the KL between them costs nothing, the function samples all coincide and the
   model is confident far from the data;
-- **an unused latent** (KL vanishing, as in VAEs): q(z | S) no longer depends on the data, so z
-  carries no information (no active unit, mutual information near 0).
+- **an unused latent** (KL vanishing, as in VAEs): q(z | C) no longer depends on the data, so z
+  carries no information (no active unit, mutual information near 0);
+- **z ignored by the decoder**: q(z | C) keeps its spread, but the decoder has learned to
+  disregard z, so the function samples coincide all the same (the far spread is ~0).
 
 :func:`diagnose` measures, on ``num_tasks`` tasks drawn with ``seed``:
 
@@ -26,8 +28,10 @@ Two failure modes are told apart (see ``docs/collapse.md``):
   of the prediction at ``far_x`` (points away from the data; default 20 points of [-4, -3] for
   1D tasks, none (NaN) otherwise), mean over points and tasks.
 
-The verdict: "collapsed: point mass" when ``std_context < POINT_MASS_STD`` and ``far_spread <
-FLAT_SPREAD``; "collapsed: latent unused" when ``active_units == 0``; "healthy" otherwise.
+The verdict, first match: "collapsed: point mass" when ``std_context < POINT_MASS_STD`` and
+``far_spread < FLAT_SPREAD``; "collapsed: latent unused" when ``active_units == 0``;
+"collapsed: z ignored" when ``far_spread < FLAT_SPREAD``; "healthy" otherwise (a NaN far
+spread, x_dim > 1 without ``far_x``, never counts as small).
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class Diagnosis:
             return "collapsed: point mass"
         if self.active_units == 0:
             return "collapsed: latent unused"
+        if self.far_spread < FLAT_SPREAD:
+            return "collapsed: z ignored"
         return "healthy"
 
     def as_dict(self) -> dict:

@@ -12,10 +12,13 @@ from npkit.data import make_sampler
 from npkit.diagnostics import Diagnosis, diagnose, mutual_information
 
 
-def constructed(posterior):
-    """A small NP whose q(z | S) is ``posterior(x, y)`` (x, y [B, N, 1]) instead of its encoder's."""
+def constructed(posterior, z_gain: float = 1.0):
+    """A small NP whose q(z | S) is ``posterior(x, y)`` (x, y [B, N, 1]) instead of its encoder's,
+    with the decoder's weights on z multiplied by ``z_gain``."""
     torch.manual_seed(0)
     model = build_model("np", hidden_dim=8, r_dim=2, z_dim=2)
+    with torch.no_grad():
+        model.decoder.net[0].weight[:, model.decoder.in_dim :] *= z_gain
 
     class Constructed(type(model)):
         def posterior(self, x, y, mask=None):
@@ -63,7 +66,7 @@ def test_a_posterior_independent_of_the_data_is_an_unused_latent():
 
 
 def test_a_healthy_posterior_and_the_closed_form_kl():
-    model = constructed(healthy)
+    model = constructed(healthy, z_gain=10.0)  # a decoder that reads z: samples differ far from the data
     d = diagnose(model, SINE, num_tasks=64, num_samples=10)
     assert d.verdict == "healthy" and d.active_units == 2 and 0 < d.mutual_information < math.log(64)
     batch = SINE.sample(64, generator=torch.Generator().manual_seed(0))  # the tasks diagnose draws
@@ -72,6 +75,13 @@ def test_a_healthy_posterior_and_the_closed_form_kl():
     assert d.kl == pytest.approx(expected.item(), rel=1e-5)
     assert d.std_full == pytest.approx(0.5)
     assert "healthy: posterior std 0.5000" in str(d) and d.as_dict()["verdict"] == "healthy"
+
+
+def test_a_decoder_that_ignores_z_is_collapsed_even_with_a_wide_posterior():
+    model = constructed(healthy, z_gain=0.0)  # the decoder's columns that read z are 0
+    d = diagnose(model, SINE, num_tasks=64, num_samples=10)
+    assert d.far_spread == 0 and d.std_context == pytest.approx(0.5) and d.active_units == 2
+    assert d.verdict == "collapsed: z ignored"
 
 
 def test_mutual_information_is_log_n_for_separated_posteriors_and_0_for_equal_ones():
@@ -85,6 +95,8 @@ def test_verdict_thresholds():
     base = dict(std_full=0.01, kl=0.0, z_dim=2, mutual_information=0.0, num_tasks=10)
     assert Diagnosis(std_context=0.01, active_units=2, far_spread=0.01, **base).verdict == "collapsed: point mass"
     assert Diagnosis(std_context=0.01, active_units=2, far_spread=0.2, **base).verdict == "healthy"
+    assert Diagnosis(std_context=0.3, active_units=2, far_spread=0.01, **base).verdict == "collapsed: z ignored"
+    assert Diagnosis(std_context=0.3, active_units=2, far_spread=math.nan, **base).verdict == "healthy"
     assert Diagnosis(std_context=0.3, active_units=0, far_spread=0.2, **base).verdict == "collapsed: latent unused"
 
 

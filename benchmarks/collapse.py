@@ -1,0 +1,263 @@
+"""The NP critique's posterior collapse on the five-point sine toy: reproduction and remedies study.
+
+    python benchmarks/collapse.py reproduce [--steps 25000] [--out runs/collapse] [--figures docs/figures]
+    python benchmarks/collapse.py study [--seeds 5] [--jobs 2] [--steps 25000] [--out runs/collapse]
+
+Every run trains the ``sine5-critique`` preset (configs/sine5-critique.yaml: the critique's
+95-parameter latent NP, softplus latent std without a floor, fixed output std 0.005, ELBO with
+KL(q(z|C,T) || q(z|C)), 10 z samples, Adam 1e-3, batch 1) with one initialisation and one remedy,
+and records the collapse diagnostics of ``npkit.diagnostics`` every 500 steps and at the
+snapshots (0, 3k, 9k, 12.5k, 25k steps), and the final per-point target log-likelihood
+(marginal over 50 z ~ q(z | C)) on all 25 context sets of 1-3 of the five points.
+
+``reproduce``: seed 0, the three initialisations, the baseline objective; prints the
+diagnostics per snapshot and draws 100 function samples over [-4, 4] given the context
+x = {-1, 0, 1} at each snapshot (``collapse-reproduction.png``).
+
+``study``: seeds x initialisations x {baseline, each remedy}, ``--jobs`` processes; each run's
+result is a JSON file under ``--out/study`` (a rerun skips finished runs, so it can be stopped
+and restarted); prints the table (fraction of seeds collapsed at 9k and 25k steps, final
+tar_ll ± standard error over seeds) and draws the posterior std over training
+(``collapse-study-std.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from npkit import fit, sample_functions
+from npkit.config import load_config, split_section
+from npkit.data import make_sampler
+from npkit.diagnostics import diagnose
+from npkit.evaluation import evaluate
+from npkit.models import build_model
+from npkit.objectives import KLAnnealing
+from npkit.tasks import Batch
+
+INITS = {
+    "normal(0, 1)": {"init": "normal", "init_std": 1.0},
+    "PyTorch default": {"init": "default"},
+    "Xavier normal": {"init": "xavier_normal"},
+}
+# name -> (model overrides, objective name or callable, objective options)
+REMEDIES = {
+    "baseline": ({}, "elbo", {}),
+    "fixed N(0, I) prior": ({}, "elbo", {"prior": "fixed"}),
+    "conditional + fixed KL": ({}, "elbo", {"prior": "both"}),
+    "KL annealing (5k steps)": ({}, "annealing", {}),
+    "free bits (0.5 nats/dim)": ({}, "elbo", {"free_bits": 0.5}),
+    "latent std floor 0.1": ({"latent_min_sigma": 0.1}, "elbo", {}),
+    "iwae (10 samples)": ({}, "iwae", {}),
+    "ml (10 samples)": ({}, "ml", {}),
+}
+SNAPSHOTS = (0, 3000, 9000, 12500, 25000)
+CONTEXT_X = (-1.0, 0.0, 1.0)  # the context of the function-sample figures
+
+
+def held_out_batches() -> list[Batch]:
+    """All 25 context sets of 1-3 of the five points (one batch per size), targets the rest."""
+    x = torch.arange(-2.0, 3.0)
+    batches = []
+    for nc in (1, 2, 3):
+        sets = [list(c) for c in itertools.combinations(range(5), nc)]
+        rest = [[i for i in range(5) if i not in c] for c in sets]
+        xc, xt = x[torch.tensor(sets)].unsqueeze(-1), x[torch.tensor(rest)].unsqueeze(-1)
+        batches.append(Batch(xc=xc, yc=xc.sin(), xt=xt, yt=xt.sin()))
+    return batches
+
+
+def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = False) -> dict:
+    """Train one run; return its diagnostics, curve and final tar_ll (and snapshot weights)."""
+    torch.set_num_threads(1)
+    config = load_config("sine5-critique")
+    model_overrides, objective, objective_options = REMEDIES[remedy]
+    name, options = split_section(config["model"])
+    options = {**options, **INITS[init], **model_overrides}
+    _, base_options = split_section(config["objective"])
+    objective_options = {**base_options, **objective_options}
+    if objective == "annealing":
+        objective, objective_options = KLAnnealing(5000, **objective_options), None
+    elif objective in ("iwae", "ml"):
+        objective_options = {"num_samples": objective_options["num_samples"]}
+    torch.manual_seed(seed)
+    model = build_model(name, **options)
+    sampler = make_sampler("sine5")
+    snapshots, states = {}, {}
+
+    def snapshot(step: int, model, output=None) -> dict:
+        if step in SNAPSHOTS:
+            snapshots[step] = diagnose(model, sampler, num_tasks=256, num_samples=100).as_dict()
+            if keep_states:
+                states[step] = copy.deepcopy(model.state_dict())
+        return {}
+
+    snapshot(0, model)
+    train = dict(config["train"], steps=steps, seed=seed, progress=False)
+    rows = fit(model, sampler, objective, objective_options, callbacks=[snapshot], **train)
+    curve = [
+        {k: r[k] for k in ("step", "diag/std_context", "diag/kl", "diag/far_spread")} for r in rows if "diag/kl" in r
+    ]
+    torch.manual_seed(seed)
+    tar_ll = evaluate(model, held_out_batches(), num_samples=50)["tar_ll"]
+    result = {"init": init, "remedy": remedy, "seed": seed, "steps": steps, "snapshots": snapshots}
+    result.update(curve=curve, tar_ll=tar_ll)
+    if keep_states:
+        result["states"] = states
+        result["model"] = (name, options)
+    return result
+
+
+def samples_figure(results: list[dict]) -> Figure:
+    """Rows: runs (initialisations); columns: snapshots; 100 function samples over [-4, 4]."""
+    steps = sorted(results[0]["states"])
+    fig = Figure(figsize=(3.0 * len(steps), 2.4 * len(results)), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(results), len(steps), squeeze=False, sharey=True)
+    grid = torch.linspace(-4, 4, 200)
+    xc = torch.tensor(CONTEXT_X).view(1, -1, 1)
+    for r, result in enumerate(results):
+        name, options = result["model"]
+        model = build_model(name, **options)
+        for c, step in enumerate(steps):
+            model.load_state_dict(result["states"][step])
+            model.eval()
+            torch.manual_seed(0)
+            with torch.no_grad():
+                draws = sample_functions(model, xc, xc.sin(), grid.view(1, -1, 1), num_samples=100)[:, 0, :, 0]
+            ax = axes[r, c]
+            ax.plot(grid, draws.T, color="C0", lw=0.5, alpha=0.3)
+            ax.plot(torch.arange(-2.0, 3.0), torch.arange(-2.0, 3.0).sin(), "k+", ms=7)
+            ax.plot(xc.flatten(), xc.sin().flatten(), "ko", ms=4)
+            d = result["snapshots"][step]
+            ax.set_title(f"{step:,} steps: std {d['std_context']:.3f}, KL {d['kl']:.3f}", fontsize="small")
+            ax.set_ylim(-3, 3)
+            if c == 0:
+                ax.set_ylabel(result["init"])
+    fig.suptitle("sine5-critique: 100 function samples given x = {-1, 0, 1} (dots); + the five points", wrap=True)
+    return fig
+
+
+def std_figure(results: list[dict]) -> Figure:
+    """Posterior std of z given the context over training: one panel per init, mean over seeds."""
+    fig = Figure(figsize=(4.2 * len(INITS), 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(INITS), squeeze=False, sharey=True)[0]
+    for ax, init in zip(axes, INITS):
+        for i, remedy in enumerate(REMEDIES):
+            runs = [r for r in results if r["init"] == init and r["remedy"] == remedy]
+            if not runs:
+                continue
+            steps = [p["step"] for p in runs[0]["curve"]]
+            mean = [sum(r["curve"][j]["diag/std_context"] for r in runs) / len(runs) for j in range(len(steps))]
+            ax.plot(steps, mean, color=f"C{i}", label=remedy)
+        ax.set_yscale("log")
+        ax.set_title(init, fontsize="medium")
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("posterior std of z given C (mean)")
+    axes[-1].legend(fontsize="x-small")
+    return fig
+
+
+def reproduce(args: argparse.Namespace) -> None:
+    results = []
+    for init in tqdm(INITS, desc="initialisations"):
+        results.append(run_one(init, "baseline", 0, args.steps, keep_states=True))
+    print("| init | step | verdict | std z given C | std z given C+T | KL | far spread (x in [-4,-3]) |")
+    print("|---|---|---|---|---|---|---|")
+    for result in results:
+        for step, d in sorted(result["snapshots"].items()):
+            print(
+                f"| {result['init']} | {step:,} | {d['verdict']} | {d['std_context']:.4f} | {d['std_full']:.4f} | "
+                f"{d['kl']:.4f} | {d['far_spread']:.4f} |"
+            )
+    print(
+        "\nfinal tar_ll on the 25 held-out context sets: "
+        + ", ".join(f"{r['init']} {r['tar_ll']:.2f}" for r in results)
+    )
+    path = Path(args.figures) / "collapse-reproduction.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    samples_figure(results).savefig(path)
+    print(f"wrote {path}")
+
+
+def _job(init: str, remedy: str, seed: int, steps: int, path: str) -> str:
+    result = run_one(init, remedy, seed, steps)
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
+    return path
+
+
+def _collapsed(runs: list[dict], step: int) -> int:
+    return sum(r["snapshots"][str(step)]["verdict"].startswith("collapsed") for r in runs)
+
+
+def study(args: argparse.Namespace) -> None:
+    folder = Path(args.out) / "study"
+    folder.mkdir(parents=True, exist_ok=True)
+    remedies = args.remedies or list(REMEDIES)
+    jobs = []
+    for init, remedy, seed in itertools.product(INITS, remedies, range(args.seeds)):
+        slug = f"{init}-{remedy}-{seed}-{args.steps}".replace(" ", "_").replace("/", "_")
+        path = folder / f"{''.join(ch for ch in slug if ch.isalnum() or ch in '_-.')}.json"
+        if not path.is_file():
+            jobs.append((init, remedy, seed, args.steps, str(path)))
+    if jobs:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(_job, *job) for job in jobs]
+            for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
+                future.result()
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    results = [r for r in results if r["steps"] == args.steps and r["remedy"] in remedies]
+    late = max(s for s in SNAPSHOTS if s <= args.steps)
+    print(f"{args.seeds} seeds per cell, {args.steps:,} steps; collapsed = the verdict of npkit.diagnostics")
+    print(
+        f"\n| init | remedy | collapsed at 9k | collapsed at {late:,} | std z given C at {late:,} | final tar_ll ± se |"
+    )
+    print("|---|---|---|---|---|---|")
+    for init, remedy in itertools.product(INITS, remedies):
+        runs = [r for r in results if r["init"] == init and r["remedy"] == remedy]
+        if not runs:
+            continue
+        at_9k = f"{_collapsed(runs, 9000)}/{len(runs)}" if 9000 <= args.steps else "-"
+        lls = torch.tensor([r["tar_ll"] for r in runs], dtype=torch.float64)
+        se = (lls.std() / math.sqrt(len(lls))).item() if len(lls) > 1 else float("nan")
+        std = sum(r["snapshots"][str(late)]["std_context"] for r in runs) / len(runs)
+        cells = f"{at_9k} | {_collapsed(runs, late)}/{len(runs)} | {std:.4f} | {lls.mean():.2f} ± {se:.2f}"
+        print(f"| {init} | {remedy} | {cells} |")
+    path = Path(args.figures) / "collapse-study-std.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    std_figure(results).savefig(path)
+    print(f"\nwrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["reproduce", "study"])
+    parser.add_argument("--steps", type=int, default=25000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the study")
+    parser.add_argument("--remedies", nargs="+", choices=list(REMEDIES), help="default: all")
+    parser.add_argument("--out", default="runs/collapse")
+    parser.add_argument("--figures", default="docs/figures")
+    args = parser.parse_args()
+    print(f"command: python benchmarks/collapse.py {' '.join(sys.argv[1:])}")
+    reproduce(args) if args.command == "reproduce" else study(args)
+
+
+if __name__ == "__main__":
+    main()
