@@ -211,7 +211,7 @@ def study(args: argparse.Namespace) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     remedies = args.remedies or list(REMEDIES)
     jobs = []
-    for init, remedy, seed in itertools.product(INITS, remedies, range(args.seeds)):
+    for seed, init, remedy in itertools.product(range(args.seeds), INITS, remedies):  # whole seeds first
         slug = f"{init}-{remedy}-{seed}-{args.steps}".replace(" ", "_").replace("/", "_")
         path = folder / f"{''.join(ch for ch in slug if ch.isalnum() or ch in '_-.')}.json"
         if not path.is_file():
