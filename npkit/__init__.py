@@ -10,7 +10,7 @@ Heavy parts (GPyTorch baselines, matplotlib plots, Lightning Fabric) load on fir
 
 from importlib import import_module
 
-from npkit.data import PRESETS, FivePointSine, GPSampler, SawtoothSampler, SineSampler, make_sampler
+from npkit.data import PRESETS, FivePointSine, GPSampler, ImageSampler, SawtoothSampler, SineSampler, make_sampler
 from npkit.likelihoods import LIKELIHOODS, Bernoulli, Gaussian, Likelihood
 from npkit.models import (
     ANP,
@@ -46,6 +46,13 @@ _LAZY = {
     "plot_predictions": "npkit.plot",
     "plot_prior_samples": "npkit.plot",
     "plot_training_curves": "npkit.plot",
+    "plot_completion": "npkit.plot",
+    "plot_fractions": "npkit.plot",
+    "diagnose": "npkit.diagnostics",
+    "CollapseMonitor": "npkit.diagnostics",
+    "fraction_tasks": "npkit.completion",
+    "evaluate_fractions": "npkit.completion",
+    "sample_diversity": "npkit.completion",
 }
 
 
@@ -71,6 +78,7 @@ __all__ = [
     "FivePointSine",
     "GPSampler",
     "Gaussian",
+    "ImageSampler",
     "KLAnnealing",
     "LatentCNP",
     "LatentConfig",
