@@ -44,7 +44,6 @@ from npkit.data import make_sampler
 from npkit.diagnostics import diagnose
 from npkit.evaluation import evaluate
 from npkit.models import build_model
-from npkit.objectives import KLAnnealing
 from npkit.tasks import Batch
 
 INITS = {
@@ -57,7 +56,7 @@ REMEDIES = {
     "baseline": ({}, "elbo", {}),
     "fixed N(0, I) prior": ({}, "elbo", {"prior": "fixed"}),
     "conditional + fixed KL": ({}, "elbo", {"prior": "both"}),
-    "KL annealing (5k steps)": ({}, "annealing", {}),
+    "KL annealing (5k steps)": ({}, "elbo", {"warmup_steps": 5000}),
     "free bits (0.5 nats/dim)": ({}, "elbo", {"free_bits": 0.5}),
     "latent std floor 0.1": ({"latent_min_sigma": 0.1}, "elbo", {}),
     "iwae (10 samples)": ({}, "iwae", {}),
@@ -88,9 +87,7 @@ def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = F
     options = {**options, **INITS[init], **model_overrides}
     _, base_options = split_section(config["objective"])
     objective_options = {**base_options, **objective_options}
-    if objective == "annealing":
-        objective, objective_options = KLAnnealing(5000, **objective_options), None
-    elif objective in ("iwae", "ml"):
+    if objective in ("iwae", "ml"):
         objective_options = {"num_samples": objective_options["num_samples"]}
     torch.manual_seed(seed)
     model = build_model(name, **options)

@@ -254,8 +254,16 @@ class _StepObjective:
 
 def as_step_objective(objective: str | Callable, model: NeuralProcess, **options) -> StepObjective:
     """``objective`` (a name for :func:`get_objective` with ``options``, or a callable
-    ``(model, batch[, step])``) as a callable ``(model, batch, step) -> LossOutput``."""
+    ``(model, batch[, step])``) as a callable ``(model, batch, step) -> LossOutput``. The
+    ``elbo`` also takes ``warmup_steps`` (so configs can ask for it): :class:`KLAnnealing`."""
     if isinstance(objective, str):
+        if "warmup_steps" in options:
+            if objective != "elbo":
+                raise ValueError(f"warmup_steps (KL annealing) applies to the elbo objective, not {objective!r}")
+            options = dict(options)
+            warmup = options.pop("warmup_steps")
+            get_objective("elbo", model, **options)  # checks the other options now, not at the first step
+            return _StepObjective(KLAnnealing(warmup, **options), takes_step=True)
         return _StepObjective(get_objective(objective, model, **options), takes_step=False)
     if not callable(objective):
         raise TypeError(f"objective must be a name or a callable, got {type(objective).__name__}")

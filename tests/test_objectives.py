@@ -471,6 +471,19 @@ def test_kl_annealing_weights_the_kl_linearly_in_the_step():
         assert got.loss.item() == pytest.approx(want.loss.item(), rel=1e-12), step
 
 
+def test_named_elbo_with_warmup_steps_is_kl_annealing():
+    model, batch = make("np"), gp_batch()
+    named = as_step_objective("elbo", model, warmup_steps=10, num_samples=2, prior="both")
+    torch.manual_seed(3)
+    got = named(model, batch, 5)
+    torch.manual_seed(3)
+    assert got.loss.item() == pytest.approx(elbo(model, batch, num_samples=2, prior="both", beta=0.5).loss.item())
+    with pytest.raises(ValueError, match="applies to the elbo objective, not 'iwae'"):
+        as_step_objective("iwae", model, warmup_steps=10)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['samples'\] for objective 'elbo'"):
+        as_step_objective("elbo", model, warmup_steps=10, samples=2)
+
+
 def test_as_step_objective_passes_the_step_only_to_callables_that_take_it():
     model, batch = make("cnp"), gp_batch()
     seen = []
