@@ -460,6 +460,18 @@ def test_xavier_normal_init_uses_glorot_scale_and_zero_biases(name):
     assert all(torch.all(m.bias == 0) for m in linears(model) if m.bias is not None)
 
 
+def test_normal_weights_init_draws_weights_and_keeps_the_default_biases():
+    torch.manual_seed(0)
+    default = make("np", hidden_dim=32, r_dim=32, z_dim=16)
+    torch.manual_seed(0)
+    model = make("np", hidden_dim=32, r_dim=32, z_dim=16, init="normal_weights", init_std=0.05)
+    # init_weights draws the normal weights after the constructor: the biases are the default's
+    for a, b in zip(linears(default), linears(model)):
+        assert torch.equal(a.bias, b.bias) and not torch.equal(a.weight, b.weight)
+    weights = torch.cat([m.weight.detach().flatten() for m in linears(model)])
+    assert abs(weights.std().item() / 0.05 - 1) < 5 / math.sqrt(2 * weights.numel())
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_default_init_keeps_pytorch_biases(name):
     model = make(name)
