@@ -262,10 +262,11 @@ def cmd_plot(args: argparse.Namespace) -> None:
             )
     for kernel in () if images else config["eval"]["kernels"]:  # images: the completions above
         sampler = _sampler(config, kernel)
-        if not hasattr(sampler, "sample_with_truth"):
-            raise ValueError(f"npkit plot draws function tasks only; {data} tasks have no plots yet")
         generator = torch.Generator().manual_seed(pl.seed)
-        batch, truth = sampler.sample_with_truth(pl.num_tasks, generator)
+        if hasattr(sampler, "sample_with_truth"):  # GP tasks: the oracle is drawn too
+            batch, truth = sampler.sample_with_truth(pl.num_tasks, generator)
+        else:
+            batch, truth = sampler.sample(pl.num_tasks, generator), None
         tasks = f"{kernel} GP tasks" if kernel else f"{data} tasks"
         written.append(
             plot_predictions(
@@ -275,13 +276,14 @@ def cmd_plot(args: argparse.Namespace) -> None:
                 num_tasks=pl.num_tasks,
                 num_samples=pl.num_samples,
                 gp=truth,
+                x_range=tuple(pl.x_range) if pl.x_range else None,
                 seed=pl.seed,
                 title=f"{name} {trained}: predictions on {tasks}",
                 label=name,
             )
         )
     torch.manual_seed(config["train"].get("seed", 0))
-    x_range = getattr(_sampler(config), "x_range", (-2.0, 2.0))
+    x_range = tuple(pl.x_range) if pl.x_range else getattr(_sampler(config), "x_range", (-2.0, 2.0))
     untrained = build_model(name, **options)
     priors = (
         (untrained, "prior-untrained.png", f"{name} prior\nuntrained"),

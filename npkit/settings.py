@@ -116,14 +116,18 @@ class EvalConfig:
 @dataclass
 class PlotConfig:
     """``npkit plot``: ``num_tasks`` tasks per evaluation kernel, each with ``num_samples``
-    function samples of latent models, all drawn with ``seed``."""
+    function samples of latent models, all drawn with ``seed``; 1D plots span ``x_range``
+    (default: predictions the tasks' inputs padded by 10 %, prior samples the data's range)."""
 
     num_tasks: int = 4
     num_samples: int = 10
     seed: int = 0
+    x_range: list[float] | None = None
 
     def __post_init__(self) -> None:
         check_positive_ints(self, ("num_tasks", "num_samples"))
+        if self.x_range is not None and (len(self.x_range) != 2 or not self.x_range[0] < self.x_range[1]):
+            raise ValueError(f"plot.x_range must be [low, high] with low < high, got {self.x_range!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> PlotConfig:

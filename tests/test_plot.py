@@ -405,3 +405,13 @@ def test_npkit_plot_on_an_image_run_writes_completions(tmp_path, capsys):
     assert figures == ["completion-0.png", "completion-1.png", "training-curves.png"]
     assert (run / "figures" / "completion-0.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "completion-1.png" in capsys.readouterr().out
+
+
+def test_npkit_plot_draws_tasks_without_a_generating_gp_over_plot_x_range(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["train", "sine5-critique", "--run-dir", str(run), "--set=train.steps=3", "--set=train.progress=false"])
+    assert main(["plot", str(run), "--set=plot.num_samples=3"]) == 0  # the preset's x_range [-4, 4]
+    figures = sorted(p.name for p in (run / "figures").iterdir())
+    assert "predictions-sine5.png" in figures and "prior-trained.png" in figures
+    assert main(["plot", str(run), "--set=plot.x_range=[2, 1]"]) == 2
+    assert "plot.x_range must be [low, high] with low < high" in capsys.readouterr().err
