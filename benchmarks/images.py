@@ -165,6 +165,8 @@ def main() -> None:
     config = load_config(next(iter(runs.values())) / "config.yaml")
     _, data_options = split_section(config["data"])
     data_options.pop("split", None)
+    if mnist:
+        data_options["root"] = str(mnist)
     test = make_sampler(data, split="test", **data_options)
     models = {name: load_trained(run) for name, run in runs.items()}
     tasks = fraction_tasks(test, num_images=args.num_images, batch_size=16, seed=0)
