@@ -23,13 +23,18 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from npkit.models.base import NeuralProcess, check_num_samples
+from npkit.models.statistician import NeuralStatistician
 from npkit.tasks import Batch
+
+if TYPE_CHECKING:
+    from npkit.data.sets import SetBatch
 
 
 @dataclass
@@ -185,7 +190,46 @@ def ml(model: NeuralProcess, batch: Batch, num_samples: int = 16, include_contex
     return iwae(model, batch, num_samples, proposal="context", include_context=include_context)
 
 
-OBJECTIVES: dict[str, Callable[..., LossOutput]] = {"nll": nll, "elbo": elbo, "iwae": iwae, "ml": ml}
+def statistician_elbo_terms(model: NeuralStatistician, batch: SetBatch) -> dict[str, Tensor]:
+    """The terms of the Neural Statistician's ELBO (Edwards & Storkey 2017, eq. 3), each divided
+    by its dataset's number of items n_b and averaged over the B datasets (one sample of c and z):
+
+        log_lik = mean_b 1/n_b sum_i log p(x_i | z_i, c)
+        kl_c    = mean_b 1/n_b KL(q(c | D_b) || N(0, I))
+        kl_z    = [mean_b 1/n_b sum_i KL(q(z_l | z_{l+1}, x_i, c) || p(z_l | z_{l+1}, c))], layers top (z_L) first
+
+    so elbo = log_lik - kl_c - kl_z.sum(). The context KL is divided by n_b too: the whole
+    per-dataset bound is normalised per item, as the public re-implementations do (a sum over
+    B * N items); not confirmed against the paper's own text. Masked items count neither
+    in n_b nor in the sums. KLs are analytic."""
+    if not isinstance(model, NeuralStatistician):
+        raise TypeError(f"statistician_elbo needs a NeuralStatistician, got {type(model).__name__}")
+    x, mask = batch.x, batch.mask
+    out = model(x, mask)
+    n = mask.sum(-1).to(x.dtype) if mask is not None else x.new_full((x.shape[0],), x.shape[1])
+    n = n.clamp_min(1.0)
+    prior_c = Independent(Normal(torch.zeros_like(out.c), torch.ones_like(out.c)), 1)
+    log_lik = _sum_points(out.p_x.log_prob(x), mask) / n  # [B]
+    kl_c = kl_divergence(out.q_c, prior_c) / n  # [B]
+    kl_z = torch.stack([_sum_points(kl_divergence(q, p), mask) / n for q, p in zip(out.q_z, out.p_z)])  # [L, B]
+    return {"log_lik": log_lik.mean(), "kl_c": kl_c.mean(), "kl_z": kl_z.mean(-1)}
+
+
+def statistician_elbo(model: NeuralStatistician, batch: SetBatch) -> LossOutput:
+    """Negative ELBO per item of the Neural Statistician on a :class:`~npkit.data.sets.SetBatch`;
+    ``kl`` is the context and latent KLs together (see :func:`statistician_elbo_terms`)."""
+    terms = statistician_elbo_terms(model, batch)
+    kl = terms["kl_c"] + terms["kl_z"].sum()
+    return LossOutput(-(terms["log_lik"] - kl), terms["log_lik"], kl)
+
+
+OBJECTIVES: dict[str, Callable[..., LossOutput]] = {
+    "nll": nll,
+    "elbo": elbo,
+    "iwae": iwae,
+    "ml": ml,
+    "statistician_elbo": statistician_elbo,
+}
 Objective = Callable[[NeuralProcess, Batch], LossOutput]
 StepObjective = Callable[[NeuralProcess, Batch, int], LossOutput]
 

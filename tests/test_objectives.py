@@ -345,7 +345,7 @@ def test_get_objective_binds_options():
 def test_get_objective_rejects_an_unknown_name():
     with pytest.raises(
         ValueError,
-        match=r"unknown objective 'vae'; expected one of \['elbo', 'iwae', 'ml', 'nll'\]",
+        match=r"unknown objective 'vae'; expected one of \['elbo', 'iwae', 'ml', 'nll', 'statistician_elbo'\]",
     ):
         get_objective("vae")
 

@@ -38,12 +38,18 @@ def _select(images, labels, classes, source: str):
     return images[keep], f"{source}:classes={','.join(map(str, wanted))}"
 
 
-def _digits_images(split: str, classes):
+def digits_split(split: str):
+    """scikit-learn's 8x8 digits of ``split``: "test" is the last DIGITS_TEST images, "train" the
+    others; images [N, 1, 8, 8] in [0, 1] and labels [N] int64."""
     if split not in SPLITS:
         raise ValueError(f"unknown digits split {split!r}; expected one of {list(SPLITS)}")
     images, labels = _digits()
     part = slice(None, -DIGITS_TEST) if split == "train" else slice(-DIGITS_TEST, None)
-    return _select(images[part], labels[part], classes, f"digits:{split}")
+    return images[part], labels[part]
+
+
+def _digits_images(split: str, classes):
+    return _select(*digits_split(split), classes, f"digits:{split}")
 
 
 def _mnist_images(root, split: str, classes):
@@ -213,6 +219,7 @@ __all__ = [
     "TrueGP",
     "gp1d",
     "gp1d_nps",
+    "digits_split",
     "make_sampler",
     "mask_pixels",
     "pixel_grid",

@@ -11,6 +11,7 @@ from npkit.models.base import LatentConfig, ModelConfig, NeuralProcess
 from npkit.models.cnp import CNP
 from npkit.models.lnp import LatentCNP
 from npkit.models.np import NP
+from npkit.models.statistician import NeuralStatistician, StatisticianConfig
 
 MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, LatentCNP, NP, ANP)}
 
@@ -30,6 +31,9 @@ def build_model(name: str, **options) -> NeuralProcess:
     return MODELS[name](**options)
 
 
+register_model(NeuralStatistician)
+
+
 __all__ = [
     "ANP",
     "CNP",
@@ -40,6 +44,8 @@ __all__ = [
     "LatentConfig",
     "ModelConfig",
     "NeuralProcess",
+    "NeuralStatistician",
+    "StatisticianConfig",
     "build_model",
     "register_model",
 ]

@@ -1,0 +1,176 @@
+"""Datasets of i.i.d. items, for models of whole sets (the Neural Statistician).
+
+A batch holds B datasets of N items each: ``x`` [B, N, D], optional ``labels`` [B] (the family or
+class each dataset was drawn from, for evaluation only) and an optional ``mask`` [B, N] of the
+items that are present. Samplers draw batches from a seeded ``torch.Generator`` alone:
+
+- :class:`DistributionSets`: 1D samples from a random family with a random mean and std (the
+  paper's synthetic experiment);
+- :class:`PointSets`: one image as a cloud of 2D points drawn where it is bright ("spatial MNIST");
+  :func:`spatial_digits` builds it from scikit-learn's 8x8 digits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+from torch import Tensor
+
+from npkit.data import digits_split
+
+FAMILIES = ("gaussian", "exponential", "uniform", "laplace")
+_OPEN_UNIT = 1e-12  # uniforms are kept in [eps, 1 - eps], where every quantile function is finite
+
+
+@dataclass
+class SetBatch:
+    """B datasets of N items: x [B, N, D] float, labels [B] int64 or None, mask [B, N] bool or None."""
+
+    x: Tensor
+    labels: Tensor | None = None
+    mask: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.x.dim() != 3 or not self.x.is_floating_point():
+            raise ValueError(
+                f"x must be a float [batch, n_items, x_dim] tensor, got {list(self.x.shape)} {self.x.dtype}"
+            )
+        if self.labels is not None and self.labels.shape != self.x.shape[:1]:
+            raise ValueError(f"labels must have shape [{self.batch_size}], got {list(self.labels.shape)}")
+        if self.mask is not None and (self.mask.dtype != torch.bool or self.mask.shape != self.x.shape[:2]):
+            raise ValueError(f"mask must be bool [{self.batch_size}, {self.num_items}], got {list(self.mask.shape)}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def num_items(self) -> int:
+        return self.x.shape[1]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> SetBatch:
+        """Every tensor on ``device``; ``x`` also converted to ``dtype`` when given."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved = {k: v if v is None else v.to(device) for k, v in moved.items()}
+        moved["x"] = moved["x"].to(dtype=dtype) if dtype is not None else moved["x"]
+        return replace(self, **moved)
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_range(name: str, bounds: tuple[float, float], lowest: float = -math.inf) -> None:
+    if len(bounds) != 2 or not lowest < bounds[0] <= bounds[1]:
+        raise ValueError(f"{name} must be (low, high) with {lowest} < low <= high, got {bounds}")
+
+
+def standardised_quantile(family: str, u: Tensor) -> Tensor:
+    """The quantile function of ``family``, standardised to mean 0 and std 1, at u in (0, 1)."""
+    if family == "gaussian":
+        return torch.special.ndtri(u)
+    if family == "exponential":  # Exp(1) has mean 1 and std 1
+        return -torch.log1p(-u) - 1.0
+    if family == "uniform":  # U(-sqrt 3, sqrt 3)
+        return math.sqrt(3.0) * (2.0 * u - 1.0)
+    if family == "laplace":  # Laplace(0, b = 1 / sqrt 2)
+        centred = u - 0.5
+        return -torch.sign(centred) * torch.log1p(-2.0 * centred.abs()) / math.sqrt(2.0)
+    raise ValueError(f"unknown family {family!r}; expected one of {list(FAMILIES)}")
+
+
+@dataclass
+class DistributionSets:
+    """1D datasets of ``num_items`` i.i.d. samples, x = mean + std * eps, where eps follows a
+    family drawn uniformly from ``families`` (each standardised to mean 0, std 1), mean ~
+    U(``mean_range``) and std ~ U(``std_range``) per dataset; labels index ``families``.
+
+    The paper (section 5.1) uses 200 samples from exponential, Gaussian, uniform and Laplacian
+    distributions with a random mean in [-1, 1] and a random spread in [0.5, 2]; whether that
+    spread is the variance or the std could not be confirmed from its text here: this uses the
+    std. Samples are drawn by inverse transform from one uniform draw of the generator.
+    """
+
+    num_items: int = 200
+    mean_range: tuple[float, float] = (-1.0, 1.0)
+    std_range: tuple[float, float] = (0.5, 2.0)
+    families: tuple[str, ...] = FAMILIES
+
+    def __post_init__(self) -> None:
+        _check_count("num_items", self.num_items)
+        _check_range("mean_range", self.mean_range)
+        _check_range("std_range", self.std_range, lowest=0.0)
+        unknown = sorted(set(self.families) - set(FAMILIES))
+        if unknown or not self.families:
+            raise ValueError(f"families must be a non-empty subset of {list(FAMILIES)}, got {list(self.families)}")
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> SetBatch:
+        """x [batch_size, num_items, 1], labels [batch_size] (index into ``families``)."""
+        _check_count("batch_size", batch_size)
+        labels = torch.randint(len(self.families), (batch_size,), generator=generator)
+        mean = _uniform((batch_size, 1), self.mean_range, generator)
+        std = _uniform((batch_size, 1), self.std_range, generator)
+        u = torch.rand(batch_size, self.num_items, generator=generator, dtype=torch.float64)
+        u = u.clamp(_OPEN_UNIT, 1.0 - _OPEN_UNIT)
+        every_family = torch.stack([standardised_quantile(f, u) for f in self.families])  # [F, B, N]
+        eps = every_family[labels, torch.arange(batch_size)]
+        return SetBatch((mean + std * eps).unsqueeze(-1).float(), labels)
+
+
+def _uniform(shape: tuple[int, ...], bounds: tuple[float, float], generator: torch.Generator | None) -> Tensor:
+    low, high = bounds
+    return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
+
+
+@dataclass(eq=False)
+class PointSets:
+    """Each dataset is one image [1, H, W] seen as ``num_points`` (row, column) points in [0, 1]^2:
+    pixels drawn with probability proportional to their intensity (with replacement), each point
+    jittered uniformly within its pixel, then divided by (H, W). Labels are the images' classes.
+
+    ``images`` [N, 1, H, W] in [0, 1], every one with some ink; ``labels`` [N] int64;
+    ``classes`` keeps only the images with those labels.
+    """
+
+    images: Tensor = field(repr=False)
+    labels: Tensor = field(repr=False)
+    num_points: int = 50
+    classes: tuple[int, ...] | None = None
+    source: str = "images"
+
+    def __post_init__(self) -> None:
+        _check_count("num_points", self.num_points)
+        if self.images.dim() != 4 or self.images.shape[1] != 1:
+            raise ValueError(f"images must have shape [n, 1, height, width], got {list(self.images.shape)}")
+        if self.labels.shape != self.images.shape[:1]:
+            raise ValueError(f"labels must have shape [{self.images.shape[0]}], got {list(self.labels.shape)}")
+        if self.images.min() < 0 or self.images.max() > 1 or (self.images.flatten(1).sum(1) <= 0).any():
+            raise ValueError("images must lie in [0, 1] and each have a positive total intensity")
+        if self.classes is not None:
+            self.classes = tuple(sorted({int(c) for c in self.classes}))
+            keep = torch.isin(self.labels, torch.tensor(self.classes))
+            if not keep.any():
+                raise ValueError(f"classes={list(self.classes)} selects no image of {self.source}")
+            self.images, self.labels = self.images[keep], self.labels[keep]
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> SetBatch:
+        """x [batch_size, num_points, 2] (row, column) in [0, 1]^2, labels [batch_size]."""
+        _check_count("batch_size", batch_size)
+        height, width = self.images.shape[-2:]
+        chosen = torch.randint(len(self.images), (batch_size,), generator=generator)
+        intensity = self.images[chosen].flatten(1).double()  # [B, H * W]
+        pixel = torch.multinomial(intensity, self.num_points, replacement=True, generator=generator)
+        corner = torch.stack([pixel // width, pixel % width], -1).double()  # [B, P, 2]
+        jitter = torch.rand(corner.shape, generator=generator, dtype=torch.float64)
+        scale = torch.tensor([height, width], dtype=torch.float64)
+        return SetBatch(((corner + jitter) / scale).float(), self.labels[chosen])
+
+
+def spatial_digits(split: str = "train", classes=None, num_points: int = 50) -> PointSets:
+    """Spatial digits: :class:`PointSets` of scikit-learn's 8x8 digits, with the split of
+    ``npkit.data.digits`` (``"test"`` is the last 360 images); ``classes`` keeps those digits."""
+    images, labels = digits_split(split)
+    return PointSets(images, labels, num_points, classes, source=f"digits:{split}")

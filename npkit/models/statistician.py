@@ -1,0 +1,212 @@
+"""The Neural Statistician (Edwards & Storkey, 2017, section 3): a VAE over whole datasets.
+
+Generative model of a dataset D = {x_1..x_N}: a context c ~ p(c) = N(0, I) shared by the
+dataset, then per item a hierarchy z_L ~ p(z_L | c), z_i ~ p(z_i | z_{i+1}, c) and
+x ~ p(x | z_1..z_L, c). Inference: the statistic network q(c | D) = N(mu, sigma)(post-pool(pool_i
+e(x_i))) and q(z_L | x, c), q(z_i | z_{i+1}, x, c), all reading the shared instance encoder e(x).
+
+Every network is an MLP whose input is the concatenation of its parents (the paper's figure 1);
+the observation model sees every z and c (its skip connections). Latent layers are ordered as
+they are generated: index 0 is the top layer z_L, index L - 1 is z_1. Shapes: x [B, N, x_dim],
+mask [B, N] (True: the item is present); the ELBO lives in ``npkit.objectives.statistician_elbo``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal
+
+from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
+from npkit.nn import ACTIVATIONS, POOLINGS, mlp, pool
+from npkit.options import check_positive_ints, from_options
+
+
+@dataclass
+class StatisticianConfig:
+    """Sizes and choices of the statistician.
+
+    ``encoder_layers``: layers of the instance encoder e(x) and of the post-pooling network;
+    ``decoder_layers``: layers of every latent network (prior and inference) and of the
+    observation model. Latent Gaussians have std ``latent_min_sigma + softplus(raw)``; a gaussian
+    observation model has std ``min_sigma + (1 - min_sigma) * softplus(raw)`` (npkit.likelihoods).
+    """
+
+    x_dim: int = 1
+    hidden_dim: int = 128
+    c_dim: int = 3
+    z_dim: int = 32
+    num_stochastic_layers: int = 3
+    pooling: str = "mean"
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    activation: str = "relu"
+    likelihood: str = "gaussian"
+    min_sigma: float = 0.01
+    latent_min_sigma: float = 0.001
+
+    POSITIVE: ClassVar[tuple[str, ...]] = (
+        "x_dim",
+        "hidden_dim",
+        "c_dim",
+        "z_dim",
+        "num_stochastic_layers",
+        "encoder_layers",
+        "decoder_layers",
+    )
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, self.POSITIVE)
+        for name, value, choices in (
+            ("pooling", self.pooling, tuple(POOLINGS)),
+            ("activation", self.activation, tuple(ACTIVATIONS)),
+            ("likelihood", self.likelihood, tuple(LIKELIHOODS)),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        if not 0.0 <= self.min_sigma < 1.0:
+            raise ValueError(f"min_sigma must lie in [0, 1), got {self.min_sigma}")
+        if not self.latent_min_sigma >= 0.0:
+            raise ValueError(f"latent_min_sigma must be >= 0, got {self.latent_min_sigma}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> StatisticianConfig:
+        return from_options(cls, values, "model")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StatisticianOutput(NamedTuple):
+    """What the ELBO needs, for x [B, N, x_dim]: q(c | D) (batch [B], event [c_dim]) and its
+    sample c [B, c_dim]; per latent layer, top (z_L) first, the inference q(z_i | ...) and the
+    prior p(z_i | ...) (batch [B, N], event [z_dim]) and the sample z_i [B, N, z_dim] of q;
+    the observation model p(x | z, c) (batch [B, N], event [x_dim])."""
+
+    q_c: Distribution
+    c: Tensor
+    q_z: list[Distribution]
+    p_z: list[Distribution]
+    z: list[Tensor]
+    p_x: Distribution
+
+
+class Generated(NamedTuple):
+    """Generated datasets: the observation model's means and one sample, both [B, M, x_dim]."""
+
+    mean: Tensor
+    sample: Tensor
+
+
+def diagonal_gaussian(params: Tensor, min_sigma: float) -> Distribution:
+    """params [..., 2 d] -> N(mu, (min_sigma + softplus(raw))^2), batch [...], event [d]."""
+    mu, raw = at_least_float32(params).chunk(2, dim=-1)
+    return Independent(Normal(mu, min_sigma + F.softplus(raw)), 1)
+
+
+def per_item(c: Tensor, num_items: int) -> Tensor:
+    """The dataset's context c [B, c_dim] repeated for each item -> [B, num_items, c_dim]."""
+    return c.unsqueeze(1).expand(-1, num_items, -1)
+
+
+class NeuralStatistician(nn.Module):
+    """Statistic network, latent hierarchy and observation model of the Neural Statistician.
+
+    ``NeuralStatistician(config)`` or ``NeuralStatistician(**options)`` with the fields of
+    :class:`StatisticianConfig` (also ``build_model("statistician", **options)``).
+    """
+
+    name: ClassVar[str] = "statistician"
+    is_latent: ClassVar[bool] = True
+    config_class: ClassVar[type[StatisticianConfig]] = StatisticianConfig
+
+    def __init__(self, config: StatisticianConfig | None = None, **options) -> None:
+        super().__init__()
+        if config is not None and options:
+            raise ValueError("pass either a StatisticianConfig or keyword options, not both")
+        if config is not None and not isinstance(config, StatisticianConfig):
+            raise TypeError(f"NeuralStatistician takes a StatisticianConfig, got {type(config).__name__}")
+        self.config = cfg = config if config is not None else StatisticianConfig.from_dict(options)
+        hidden, z_dim, c_dim, act = cfg.hidden_dim, cfg.z_dim, cfg.c_dim, cfg.activation
+        self.likelihood = build_likelihood(cfg.likelihood, cfg.min_sigma)
+        self.instance_encoder = mlp(cfg.x_dim, hidden, hidden, cfg.encoder_layers, act)
+        self.post_pooling = mlp(hidden, hidden, 2 * c_dim, cfg.encoder_layers, act)
+        above = [0] + [z_dim] * (cfg.num_stochastic_layers - 1)  # size of z_{i+1} feeding layer i, top first
+        self.priors = nn.ModuleList(mlp(a + c_dim, hidden, 2 * z_dim, cfg.decoder_layers, act) for a in above)
+        self.inference = nn.ModuleList(
+            mlp(hidden + a + c_dim, hidden, 2 * z_dim, cfg.decoder_layers, act) for a in above
+        )
+        out_dim = self.likelihood.num_params(cfg.x_dim)
+        observation_in = cfg.num_stochastic_layers * z_dim + c_dim
+        self.observation = mlp(observation_in, hidden, out_dim, cfg.decoder_layers, act)
+
+    def _check(self, x: Tensor, mask: Tensor | None) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.config.x_dim:
+            raise ValueError(f"x must have shape [batch, n_items, {self.config.x_dim}], got {list(x.shape)}")
+        if mask is not None and mask.shape != x.shape[:2]:
+            raise ValueError(f"mask must have shape {list(x.shape[:2])}, got {list(mask.shape)}")
+
+    def statistic(self, x: Tensor, mask: Tensor | None = None) -> Distribution:
+        """q(c | D) for x [B, N, x_dim] (mask [B, N]): batch [B], event [c_dim]."""
+        self._check(x, mask)
+        return self._statistic(self.instance_encoder(x), mask)
+
+    def _statistic(self, encoded: Tensor, mask: Tensor | None) -> Distribution:
+        pooled = pool(encoded, mask, self.config.pooling)  # [B, hidden]
+        return diagonal_gaussian(self.post_pooling(pooled), self.config.latent_min_sigma)
+
+    def prior(self, layer: int, c_items: Tensor, z_above: Tensor | None) -> Distribution:
+        """p(z_layer | z_above, c) with c_items [B, N, c_dim], z_above [B, N, z_dim] (None at the top)."""
+        parents = c_items if z_above is None else torch.cat([z_above, c_items], -1)
+        return diagonal_gaussian(self.priors[layer](parents), self.config.latent_min_sigma)
+
+    def posterior(self, layer: int, encoded: Tensor, c_items: Tensor, z_above: Tensor | None) -> Distribution:
+        """q(z_layer | z_above, x, c) with the encoded items [B, N, hidden_dim]."""
+        parents = [encoded, c_items] if z_above is None else [encoded, z_above, c_items]
+        return diagonal_gaussian(self.inference[layer](torch.cat(parents, -1)), self.config.latent_min_sigma)
+
+    def observe(self, z: list[Tensor], c_items: Tensor) -> Distribution:
+        """p(x | z_1..z_L, c) from every layer's z [B, N, z_dim]: batch [B, N], event [x_dim]."""
+        return self.likelihood(self.observation(torch.cat([*z, c_items], -1)))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> StatisticianOutput:
+        """One reparameterised pass for the ELBO: c ~ q(c | D), then top-down z_i ~ q(z_i | z_{i+1}, x, c)
+        with the matching priors p(z_i | z_{i+1}, c), then p(x | z, c). x [B, N, x_dim]."""
+        self._check(x, mask)
+        encoded = self.instance_encoder(x)
+        q_c = self._statistic(encoded, mask)
+        c = q_c.rsample()
+        c_items = per_item(c, x.shape[1])
+        q_z, p_z, z = [], [], []
+        z_above = None
+        for layer in range(self.config.num_stochastic_layers):
+            p_z.append(self.prior(layer, c_items, z_above))
+            q_z.append(self.posterior(layer, encoded, c_items, z_above))
+            z_above = q_z[-1].rsample()
+            z.append(z_above)
+        return StatisticianOutput(q_c, c, q_z, p_z, z, self.observe(z, c_items))
+
+    def generate_from(self, c: Tensor, num_items: int) -> Generated:
+        """``num_items`` items per context c [B, c_dim] from the generative model -> [B, num_items, x_dim]."""
+        c_items = per_item(c, num_items)
+        z, z_above = [], None
+        for layer in range(self.config.num_stochastic_layers):
+            z_above = self.prior(layer, c_items, z_above).sample()
+            z.append(z_above)
+        p_x = self.observe(z, c_items)
+        return Generated(p_x.mean, p_x.sample())
+
+    def generate(self, x_given: Tensor, num_items: int, mask: Tensor | None = None) -> Generated:
+        """Conditional generation: c = mean of q(c | x_given) (x_given [B, N, x_dim]), then z and x from
+        the generative model -> means and a sample [B, num_items, x_dim]."""
+        return self.generate_from(self.statistic(x_given, mask).mean, num_items)
+
+    def sample_prior(self, num_datasets: int, num_items: int) -> Generated:
+        """Unconditional datasets: c ~ N(0, I) -> means and a sample [num_datasets, num_items, x_dim]."""
+        weight = self.post_pooling[-1].weight
+        c = torch.randn(num_datasets, self.config.c_dim, device=weight.device, dtype=weight.dtype)
+        return self.generate_from(c, num_items)
