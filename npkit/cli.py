@@ -82,7 +82,22 @@ def _checked(config: dict) -> dict:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     from_options(MODELS[name].config_class, options, "model", qualify=True)
+    if name == "statistician" and config["train"].get("eval_every") is not None:
+        raise ValueError(
+            "train.eval_every evaluates neural processes; leave it null for the statistician (see `npkit eval`)"
+        )
     return config
+
+
+def _every_class_sampler(config: dict):
+    """The evaluation sampler of a point-set run with every class (for few-shot and figures), else None."""
+    from npkit.data import PointSets
+
+    if not isinstance(_eval_sampler(config), PointSets):
+        return None
+    return _eval_sampler(
+        {**config, "eval": {**config["eval"], "data": {**(config["eval"].get("data") or {}), "classes": None}}}
+    )
 
 
 def _check_writable(folder: Path, what: str) -> None:
@@ -151,6 +166,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
     sampler = _eval_sampler(config)
     if isinstance(sampler, ImageSampler):
         _eval_images(run_dir, model, sampler, ev)
+        return
+    if model.name == "statistician":
+        from npkit.statistician_eval import evaluate_sets
+
+        text, results = evaluate_sets(
+            model, sampler, ev.num_batches * ev.batch_size, ev.seed, _every_class_sampler(config)
+        )
+        print(text)
+        write_json(run_dir / "metrics.json", {"protocol": text.splitlines()[0], "results": results})
+        atomic_write(run_dir / "metrics.txt", lambda tmp: tmp.write_text(text + "\n"))
+        print(f"wrote {run_dir / 'metrics.json'}")
         return
     results: dict[str, dict] = {}
     for kernel in ev.kernels:
@@ -243,6 +269,16 @@ def cmd_plot(args: argparse.Namespace) -> None:
     written = []
     image_sampler = _eval_sampler(config)
     images = isinstance(image_sampler, ImageSampler)
+    sets = name == "statistician"
+    if sets:  # posterior means of the untrained and trained model; digits: summaries and samples
+        from npkit.plot_sets import plot_statistician
+
+        torch.manual_seed(config["train"].get("seed", 0))  # the initial model of the run
+        ev = section_config(config, "eval")
+        untrained, every_class = build_model(name, **options), _every_class_sampler(config)
+        written += plot_statistician(
+            model, untrained, image_sampler, out, ev.num_batches * ev.batch_size, pl.seed, every_class, pl.num_tasks
+        )
     if images:  # completions of plot.num_tasks images drawn with plot.seed
         generator = torch.Generator().manual_seed(pl.seed)
         picks = torch.randperm(len(image_sampler.images), generator=generator)[: pl.num_tasks].tolist()
@@ -260,7 +296,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
                     title=f"{name} {trained}: completion of {image_sampler.source} image {index}",
                 )
             )
-    for kernel in () if images else config["eval"]["kernels"]:  # images: the completions above
+    for kernel in () if images or sets else config["eval"]["kernels"]:  # images: the completions above
         sampler = _sampler(config, kernel)
         generator = torch.Generator().manual_seed(pl.seed)
         if hasattr(sampler, "sample_with_truth"):  # GP tasks: the oracle is drawn too
@@ -289,7 +325,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
         (untrained, "prior-untrained.png", f"{name} prior\nuntrained"),
         (model, "prior-trained.png", f"{name} prior\n{trained}"),
     )
-    if images:
+    if images or sets:
         priors = ()  # prior plots draw 1D functions
     for prior_model, file, title in priors:
         written.append(plot_prior_samples(prior_model, out / file, x_range=x_range, seed=pl.seed, title=title))

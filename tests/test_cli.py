@@ -37,7 +37,7 @@ def test_every_preset_loads_and_builds():
         try:
             sampler = _sampler(config)
         except (FileError, ValueError):  # no MNIST / CelebA files here: tests/test_images.py fakes them
-            if config["data"]["name"] in ("mnist", "mnist-bnp", "celeba", "celeba-bnp"):
+            if config["data"]["name"] in ("mnist", "mnist-bnp", "celeba", "celeba-bnp", "spatial-mnist"):
                 continue
             raise
         sampler.sample(2, torch.Generator().manual_seed(0))

@@ -9,6 +9,7 @@ import torch
 from npkit.data import (
     IMAGE_PRESETS,
     PRESETS,
+    SET_PRESETS,
     FivePointSine,
     GPSampler,
     SineSampler,
@@ -17,7 +18,7 @@ from npkit.data import (
     make_sampler,
 )
 
-FUNCTION_PRESETS = sorted(set(PRESETS) - set(IMAGE_PRESETS))  # images: tests/test_images.py
+FUNCTION_PRESETS = sorted(set(PRESETS) - set(IMAGE_PRESETS) - set(SET_PRESETS))  # images, sets: their own tests
 
 
 def gen(seed: int) -> torch.Generator:

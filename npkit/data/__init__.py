@@ -13,6 +13,7 @@ from npkit.data.functions import FivePointSine, SawtoothSampler, SineSampler
 from npkit.data.gp import KERNELS, GPSampler, TrueGP, gp1d, gp1d_nps
 from npkit.data.images import ImageSampler, mask_pixels, pixel_grid, to_image
 from npkit.data.sampling import FunctionSampler, TaskSampler
+from npkit.data.sets import DistributionSets, PointSets, SetBatch, spatial_digits, spatial_mnist
 
 # scikit-learn's digits have no official split: the last DIGITS_TEST images are the test split.
 DIGITS_TEST = 360
@@ -153,6 +154,9 @@ PRESETS: dict[str, Callable[..., TaskSampler]] = {
     "celeba": celeba,
     "celeba-bnp": celeba_bnp,
     "image-folder": image_folder,
+    "distributions": DistributionSets,
+    "spatial-digits": spatial_digits,
+    "spatial-mnist": spatial_mnist,
 }
 
 # Arguments of a preset function that choose its data rather than a sampler field.
@@ -164,6 +168,8 @@ _LOADER_ARGS: dict[str, tuple[str, ...]] = {
     "celeba": ("root", "split", "size", "crop"),
     "celeba-bnp": ("root", "split", "size", "crop"),
     "image-folder": ("root", "split", "size", "mode"),
+    "spatial-digits": ("split", "classes", "num_points"),
+    "spatial-mnist": ("root", "split", "classes", "num_points"),
 }
 IMAGE_PRESETS = (
     "digits",
@@ -174,6 +180,8 @@ IMAGE_PRESETS = (
     "celeba-bnp",
     "image-folder",
 )  # tests/test_images.py covers these
+SET_PRESETS = ("distributions", "spatial-digits", "spatial-mnist")  # SetBatch samplers, for the statistician
+POINT_SET_PRESETS = ("spatial-digits", "spatial-mnist")  # every option chooses the data: all are loader args
 
 
 def preset_options(name: str) -> tuple[type, tuple[str, ...]]:
@@ -181,7 +189,12 @@ def preset_options(name: str) -> tuple[type, tuple[str, ...]]:
     the class's fields (``root``, ``split`` for MNIST), without loading any data."""
     if name not in PRESETS:
         raise ValueError(f"unknown data preset {name!r}; expected one of {sorted(PRESETS)}")
-    cls = ImageSampler if name in IMAGE_PRESETS else type(PRESETS[name]())
+    if name in IMAGE_PRESETS:
+        cls = ImageSampler
+    elif name in POINT_SET_PRESETS:
+        cls = PointSets
+    else:
+        cls = type(PRESETS[name]())
     return cls, _LOADER_ARGS.get(name, ())
 
 
@@ -195,7 +208,10 @@ def make_sampler(name: str, kernel: str | None = None, **overrides) -> TaskSampl
     if kernel is not None and name not in ("gp", "gp1d", "gp1d-nps"):
         raise ValueError(f"data preset {name!r} has no kernel; kernels apply to gp, gp1d and gp1d-nps")
     cls, loader_args = preset_options(name)
-    known = {f.name for f in fields(cls) if f.init and f.name != "images"} | set(loader_args)
+    sampler_fields = (
+        set() if name in POINT_SET_PRESETS else {f.name for f in fields(cls) if f.init and f.name != "images"}
+    )
+    known = sampler_fields | set(loader_args)
     unknown = set(overrides) - known
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)} for data preset {name!r}; expected {sorted(known)}")
@@ -208,12 +224,17 @@ def make_sampler(name: str, kernel: str | None = None, **overrides) -> TaskSampl
 __all__ = [
     "IMAGE_PRESETS",
     "KERNELS",
+    "POINT_SET_PRESETS",
+    "SET_PRESETS",
     "PRESETS",
     "FivePointSine",
+    "DistributionSets",
     "FunctionSampler",
     "GPSampler",
     "ImageSampler",
+    "PointSets",
     "SawtoothSampler",
+    "SetBatch",
     "SineSampler",
     "TaskSampler",
     "TrueGP",
@@ -224,5 +245,7 @@ __all__ = [
     "mask_pixels",
     "pixel_grid",
     "preset_options",
+    "spatial_digits",
+    "spatial_mnist",
     "to_image",
 ]

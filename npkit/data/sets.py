@@ -7,7 +7,7 @@ items that are present. Samplers draw batches from a seeded ``torch.Generator`` 
 - :class:`DistributionSets`: 1D samples from a random family with a random mean and std (the
   paper's synthetic experiment);
 - :class:`PointSets`: one image as a cloud of 2D points drawn where it is bright ("spatial MNIST");
-  :func:`spatial_digits` builds it from scikit-learn's 8x8 digits.
+  :func:`spatial_digits` builds it from scikit-learn's 8x8 digits, :func:`spatial_mnist` from MNIST.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
-
-from npkit.data import digits_split
 
 FAMILIES = ("gaussian", "exponential", "uniform", "laplace")
 _OPEN_UNIT = 1e-12  # uniforms are kept in [eps, 1 - eps], where every quantile function is finite
@@ -159,8 +157,11 @@ class PointSets:
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> SetBatch:
         """x [batch_size, num_points, 2] (row, column) in [0, 1]^2, labels [batch_size]."""
         _check_count("batch_size", batch_size)
+        return self.points_of(torch.randint(len(self.images), (batch_size,), generator=generator), generator)
+
+    def points_of(self, chosen: Tensor, generator: torch.Generator | None = None) -> SetBatch:
+        """The point sets of the images at indices ``chosen`` [B]: x [B, num_points, 2], labels [B]."""
         height, width = self.images.shape[-2:]
-        chosen = torch.randint(len(self.images), (batch_size,), generator=generator)
         intensity = self.images[chosen].flatten(1).double()  # [B, H * W]
         pixel = torch.multinomial(intensity, self.num_points, replacement=True, generator=generator)
         corner = torch.stack([pixel // width, pixel % width], -1).double()  # [B, P, 2]
@@ -172,5 +173,17 @@ class PointSets:
 def spatial_digits(split: str = "train", classes=None, num_points: int = 50) -> PointSets:
     """Spatial digits: :class:`PointSets` of scikit-learn's 8x8 digits, with the split of
     ``npkit.data.digits`` (``"test"`` is the last 360 images); ``classes`` keeps those digits."""
+    from npkit.data import digits_split  # npkit.data imports this module
+
     images, labels = digits_split(split)
     return PointSets(images, labels, num_points, classes, source=f"digits:{split}")
+
+
+def spatial_mnist(root=None, split: str = "train", classes=None, num_points: int = 50) -> PointSets:
+    """Spatial MNIST (the paper's section 5.3): :class:`PointSets` of MNIST's 28x28 digits of
+    ``split`` (files under ``root``, default ``$NPKIT_DATA``; see
+    ``npkit.data.image_datasets.load_mnist``); ``classes`` keeps those digits."""
+    from npkit.data.image_datasets import load_mnist
+
+    images, labels = load_mnist(root=root, split=split)
+    return PointSets(images, labels, num_points, classes, source=f"mnist:{split}")

@@ -1,0 +1,151 @@
+"""Neural Statistician: training speed, the silhouette of the posterior means of c by family
+(untrained vs trained) and few-shot accuracy on unseen digit classes, as tables; and the figures.
+
+    python benchmarks/statistician.py [--runs runs/statistician] [--steps N] [--figures docs/figures]
+
+Trains ``statistician-synthetic`` (1D distributions) and ``statistician-digits`` (spatial 8x8
+digits 0-4) with ``npkit train`` into ``--runs/<preset>`` (``--steps`` overriding the budget); a
+finished run is reused, an interrupted one resumed. Then:
+
+1. training speed: median ms per Adam step of the preset's objective over ``--speed-steps`` steps on
+   pre-drawn batches, and datasets/s = batch size / step time;
+2. silhouette (scikit-learn, Euclidean) of the means of q(c | D) of ``--num-datasets`` held-out
+   synthetic datasets by family, for the untrained (same initial seed) and the trained model;
+3. few-shot accuracy on the digits 5-9 never seen in training (test split): 5-way, 1 and 5 example
+   sets per class, 5 query sets per class, ``--episodes`` episodes, ± standard error over episodes;
+4. figures (``npkit.plot_sets``) in ``--figures``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from gp1d import cpu_name  # sibling script: benchmarks/ is on sys.path
+
+from npkit.cli import main as npkit_main
+from npkit.config import load_config, split_section
+from npkit.data import make_sampler
+from npkit.models import build_model
+from npkit.objectives import statistician_elbo
+from npkit.plot_sets import plot_statistician
+from npkit.runs import load_trained
+from npkit.statistician_eval import few_shot_accuracy, posterior_means, silhouette
+from npkit.train import default_threads
+
+PRESETS = ("statistician-synthetic", "statistician-digits")
+
+
+def train(preset: str, run: Path, sets: list[str]) -> None:
+    """``npkit train`` the preset into ``run``: reuse a finished run, resume an interrupted one."""
+    if (run / "model").is_dir():
+        return
+    resume = (run / "checkpoints").is_dir()
+    argv = ["train", "--run-dir", str(run), "--resume"] if resume else ["train", preset, "--run-dir", str(run)]
+    if npkit_main([*argv, *(f"--set={s}" for s in sets)]) != 0:
+        raise SystemExit(f"training {preset} into {run} failed")
+
+
+def step_time(config: dict, num_steps: int) -> float:
+    """Median seconds per Adam step of the statistician ELBO on pre-drawn batches (3 warm-up steps)."""
+    torch.manual_seed(0)
+    name, options = split_section(config["model"])
+    model = build_model(name, **options)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data, data_options = split_section(config["data"])
+    sampler = make_sampler(data, **data_options)
+    generator = torch.Generator().manual_seed(0)
+    batches = [sampler.sample(config["train"]["batch_size"], generator) for _ in range(num_steps + 3)]
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        loss = statistician_elbo(model, batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[3:])
+
+
+def initial_model(config: dict):
+    """The run's model before training: built after seeding with train.seed, as ``npkit train`` does."""
+    torch.manual_seed(config["train"].get("seed", 0))
+    name, options = split_section(config["model"])
+    return build_model(name, **options)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="runs/statistician", help="folder of the run folders")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: each preset's)")
+    parser.add_argument("--speed-steps", type=int, default=20)
+    parser.add_argument("--num-datasets", type=int, default=1000, help="held-out datasets for the silhouette")
+    parser.add_argument("--episodes", type=int, default=200, help="few-shot episodes")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--figures", default="docs/figures")
+    args = parser.parse_args()
+    threads = default_threads()
+    torch.set_num_threads(threads)
+    print(f"command: python benchmarks/statistician.py {' '.join(sys.argv[1:])}")
+    print(f"machine: {cpu_name()}, {threads} torch thread(s), torch {torch.__version__}\n")
+
+    sets = ["train.progress=false"] + ([f"train.steps={args.steps}"] if args.steps else [])
+    runs = {preset: Path(args.runs) / preset for preset in PRESETS}
+    for preset, run in runs.items():
+        train(preset, run, sets)
+    configs = {preset: load_config(run / "config.yaml") for preset, run in runs.items()}
+
+    print("| preset | params | steps x batch | ms/step (median) | datasets/s |\n|---|---|---|---|---|")
+    for preset, config in configs.items():
+        seconds = step_time(config, args.speed_steps)
+        params = sum(p.numel() for p in load_trained(runs[preset]).parameters())
+        batch = config["train"]["batch_size"]
+        print(
+            f"| {preset} | {params:,} | {config['train']['steps']:,} x {batch} | {1000 * seconds:.1f} "
+            f"| {batch / seconds:.0f} |"
+        )
+
+    synthetic = configs["statistician-synthetic"]
+    data, data_options = split_section(synthetic["data"])
+    sampler = make_sampler(data, **data_options)
+    trained, untrained = load_trained(runs["statistician-synthetic"]), initial_model(synthetic)
+    scores = {
+        name: silhouette(*posterior_means(m, sampler, args.num_datasets, args.seed))
+        for name, m in (("untrained", untrained), ("trained", trained))
+    }
+    print(
+        f"\nsilhouette of the posterior means of c by family: {args.num_datasets} held-out datasets "
+        f"of {sampler.num_items} samples, seed {args.seed}"
+    )
+    print("| model | silhouette |\n|---|---|\n" + "\n".join(f"| {name} | {s:.3f} |" for name, s in scores.items()))
+    figures = Path(args.figures)
+    written = plot_statistician(
+        trained, untrained, sampler, figures / "statistician-synthetic", args.num_datasets, args.seed
+    )
+
+    digits = configs["statistician-digits"]
+    name, options = split_section(digits["data"])
+    unseen = make_sampler(name, **{**options, "split": "test", "classes": [5, 6, 7, 8, 9]})
+    model = load_trained(runs["statistician-digits"])
+    results = few_shot_accuracy(model, unseen, shots=(1, 5), ways=5, queries=5, episodes=args.episodes, seed=args.seed)
+    print(
+        f"\nfew-shot on unseen digits 5-9 ({unseen.source}, trained on {list(options['classes'])}): 5-way, "
+        f"5 query sets per class, {args.episodes} episodes, seed {args.seed}; "
+        "prototype = mean of the example sets' posterior means"
+    )
+    print("| shots | accuracy | ± s.e. |\n|---|---|---|")
+    for shots, r in results.items():
+        print(f"| {shots} | {r['accuracy']:.3f} | {r['stderr']:.3f} |")
+    every_class = make_sampler(name, **{**options, "split": "test", "classes": None})
+    seen = make_sampler(name, **{**options, "split": "test"})
+    out = figures / "statistician-digits"
+    written += plot_statistician(model, initial_model(digits), seen, out, args.num_datasets, args.seed, every_class, 5)
+    print("\n" + "\n".join(f"wrote {p}" for p in written))
+
+
+if __name__ == "__main__":
+    main()

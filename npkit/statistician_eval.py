@@ -1,0 +1,170 @@
+"""What a trained Neural Statistician has learnt about datasets (Edwards & Storkey 2017, section 5).
+
+- :func:`posterior_means`, :func:`silhouette`: the means of q(c | D) of many datasets and how well
+  they cluster by the family or class each dataset came from;
+- :func:`few_shot_accuracy`: classes never seen in training told apart by the nearest posterior
+  mean of c, from k example sets per class;
+- :func:`summary_points`: the few items of a set that best stand for all of it;
+- :func:`elbo_on`: the ELBO terms on held-out datasets.
+
+Shapes: a set is x [n_items, x_dim], a batch of sets x [batch, n_items, x_dim].
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch.distributions import kl_divergence
+
+from npkit.data.sets import PointSets
+from npkit.objectives import statistician_elbo_terms
+
+
+def _float_dtype(model) -> torch.dtype:
+    return next(model.parameters(), torch.empty(0)).dtype
+
+
+@torch.no_grad()
+def statistic_means(model, x: Tensor) -> Tensor:
+    """The means of q(c | D) of the sets x [batch, n_items, x_dim] -> [batch, c_dim] (float64, CPU)."""
+    return model.statistic(x.to(_float_dtype(model))).mean.double().cpu()
+
+
+def posterior_means(model, sampler, num_datasets: int, seed: int, batch_size: int = 256) -> tuple[Tensor, Tensor]:
+    """Means of q(c | D) of ``num_datasets`` sets drawn from ``sampler`` with a generator seeded by
+    ``seed`` -> (means [num_datasets, c_dim], labels [num_datasets])."""
+    generator = torch.Generator().manual_seed(seed)
+    means, labels = [], []
+    for start in range(0, num_datasets, batch_size):
+        batch = sampler.sample(min(batch_size, num_datasets - start), generator)
+        means.append(statistic_means(model, batch.x))
+        labels.append(batch.labels)
+    return torch.cat(means), torch.cat(labels)
+
+
+def silhouette(means: Tensor, labels: Tensor) -> float:
+    """The silhouette coefficient (scikit-learn, Euclidean) of the points means [N, c_dim] grouped
+    by labels [N]: 1 for tight, far-apart groups, about 0 for groups that overlap."""
+    from sklearn.metrics import silhouette_score
+
+    return float(silhouette_score(means.numpy(), labels.numpy()))
+
+
+def few_shot_accuracy(
+    model,
+    sets: PointSets,
+    shots: Sequence[int] = (1, 5),
+    ways: int = 5,
+    queries: int = 5,
+    episodes: int = 100,
+    seed: int = 0,
+) -> dict[int, dict[str, float]]:
+    """Few-shot classification by the nearest posterior mean of c, per number of ``shots``.
+
+    Each episode draws ``ways`` classes of ``sets`` and, per class, ``shots + queries`` distinct
+    images, each seen as one point set. A class's prototype is the centroid of the means of
+    q(c | D) of its ``shots`` example sets; each query set takes the class of the nearest
+    prototype (scikit-learn's 1-nearest-neighbour classifier, Euclidean). Returns {shots:
+    {"accuracy": mean over episodes, "stderr": its standard error, "episodes": ...}}.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    classes = sorted(set(sets.labels.tolist()))
+    if ways < 2 or ways > len(classes):
+        raise ValueError(f"ways must lie in [2, {len(classes)}] (the classes of {sets.source}), got {ways}")
+    results = {}
+    for k in shots:
+        generator = torch.Generator().manual_seed(seed)
+        accuracies = []
+        for _ in range(episodes):
+            picked = torch.randperm(len(classes), generator=generator)[:ways]
+            support, query = [], []
+            for c in picked.tolist():
+                images = torch.nonzero(sets.labels == classes[c]).squeeze(1)
+                if len(images) < k + queries:
+                    raise ValueError(f"shots={k} + queries={queries} exceed the {len(images)} images of class {c}")
+                images = images[torch.randperm(len(images), generator=generator)[: k + queries]]
+                support.append(images[:k])
+                query.append(images[k:])
+            support_sets = sets.points_of(torch.cat(support), generator)
+            query_sets = sets.points_of(torch.cat(query), generator)
+            prototypes = statistic_means(model, support_sets.x).view(ways, k, -1).mean(1)  # [ways, c_dim]
+            nearest = KNeighborsClassifier(n_neighbors=1).fit(prototypes.numpy(), support_sets.labels[::k].numpy())
+            predicted = torch.from_numpy(nearest.predict(statistic_means(model, query_sets.x).numpy()))
+            accuracies.append((predicted == query_sets.labels).double().mean().item())
+        spread = statistics.stdev(accuracies) / math.sqrt(episodes) if episodes > 1 else math.nan
+        results[k] = {"accuracy": statistics.fmean(accuracies), "stderr": spread, "episodes": episodes}
+    return results
+
+
+@torch.no_grad()
+def summary_points(model, x: Tensor, k: int = 6) -> Tensor:
+    """Indices [k] of the k items of the set x [n_items, x_dim] that best explain it: greedily, one
+    item at a time, the item whose addition to the chosen subset S brings q(c | S) closest to
+    q(c | whole set) in KL(q(c | D) || q(c | S))."""
+    if x.dim() != 2 or not 1 <= k <= x.shape[0]:
+        raise ValueError(f"x must be one set [n_items, x_dim] with at least k={k} items, got {list(x.shape)}")
+    x = x.to(_float_dtype(model))
+    whole = model.statistic(x.unsqueeze(0))
+    chosen: list[int] = []
+    for _ in range(k):
+        candidates = torch.tensor([i for i in range(x.shape[0]) if i not in chosen])
+        subsets = torch.cat([x[chosen].expand(len(candidates), -1, -1), x[candidates].unsqueeze(1)], 1)
+        distance = kl_divergence(whole, model.statistic(subsets))  # [candidates]
+        chosen.append(int(candidates[distance.argmin()]))
+    return torch.tensor(chosen)
+
+
+@torch.no_grad()
+def elbo_on(model, sampler, num_datasets: int = 512, batch_size: int = 64, seed: int = 0) -> dict[str, float]:
+    """The ELBO terms of :func:`npkit.objectives.statistician_elbo_terms` (per item) averaged over
+    ``num_datasets`` sets from ``sampler`` (generator and latent samples seeded by ``seed``):
+    {"elbo", "log_lik", "kl_c", "kl_z"} with kl_z summed over the layers."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    totals = dict.fromkeys(("log_lik", "kl_c", "kl_z"), 0.0)
+    for start in range(0, num_datasets, batch_size):
+        batch = sampler.sample(min(batch_size, num_datasets - start), generator).to("cpu", _float_dtype(model))
+        terms = statistician_elbo_terms(model, batch)
+        for name in totals:
+            totals[name] += terms[name].sum().item() * batch.batch_size / num_datasets
+    return {"elbo": totals["log_lik"] - totals["kl_c"] - totals["kl_z"], **totals}
+
+
+def evaluate_sets(
+    model, sets, num_datasets: int, seed: int, every_class: PointSets | None = None, **few_shot
+) -> tuple[str, dict]:
+    """``npkit eval`` of a statistician: the held-out ELBO terms (:func:`elbo_on`) and the silhouette
+    of the posterior means by label (:func:`silhouette`) on ``num_datasets`` sets of ``sets``, and,
+    given ``every_class`` (the evaluation split with every class), :func:`few_shot_accuracy` on
+    its classes that ``sets`` lacks (on all of them when ``sets`` has every class) with the
+    options ``few_shot``. Returns a printable report and the results as a dict."""
+    results: dict = {"elbo": elbo_on(model, sets, num_datasets, seed=seed)}
+    results["silhouette"] = silhouette(*posterior_means(model, sets, num_datasets, seed))
+    source = getattr(sets, "source", type(sets).__name__)
+    lines = [
+        f"{source}: {num_datasets} held-out datasets, seed {seed}; per item of a dataset:",
+        "  " + ", ".join(f"{k} {v:.4f}" for k, v in results["elbo"].items()),
+        f"silhouette of the posterior means of c by label: {results['silhouette']:.4f}",
+    ]
+    if every_class is not None:
+        seen = set(sets.labels.tolist())
+        unseen = sorted(set(every_class.labels.tolist()) - seen) or sorted(seen)
+        held_out = PointSets(every_class.images, every_class.labels, every_class.num_points, unseen, every_class.source)
+        options = {"ways": min(5, len(unseen)), **few_shot, "seed": seed}
+        results["few_shot"] = few_shot_accuracy(model, held_out, **options)
+        results["few_shot_classes"] = unseen
+        kind = "unseen" if seen.isdisjoint(unseen) else "seen"
+        lines.append(
+            f"few-shot on {kind} classes {unseen} of {every_class.source} ({options['ways']}-way, nearest centroid "
+            f"of the posterior means; ± standard error over episodes):"
+        )
+        for shots, score in results["few_shot"].items():
+            lines.append(
+                f"  {shots}-shot accuracy {score['accuracy']:.4f} ± {score['stderr']:.4f}, {score['episodes']} episodes"
+            )
+    return "\n".join(lines), results

@@ -1,0 +1,164 @@
+"""Specification of npkit.statistician_eval, npkit.plot_sets and the statistician's data presets
+and CLI: posterior means, silhouettes, few-shot accuracy, summaries, figures, `npkit train|eval|plot`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Independent, Normal
+
+from npkit.cli import main
+from npkit.data import make_sampler, preset_options
+from npkit.data.sets import DistributionSets, PointSets
+from npkit.models import build_model
+from npkit.statistician_eval import few_shot_accuracy, posterior_means, silhouette, summary_points
+
+NUM_CLASSES = 10
+
+
+class StubStatistic(nn.Module):
+    """A "model" whose q(c | D) is N(f(D), 0.1^2 I) for a fixed f of the set x [B, N, D]."""
+
+    def __init__(self, mean_of) -> None:
+        super().__init__()
+        self.mean_of = mean_of
+
+    def statistic(self, x):
+        mean = self.mean_of(x)
+        return Independent(Normal(mean, torch.full_like(mean, 0.1)), 1)
+
+
+def one_column_per_class() -> PointSets:
+    """Images [40, 1, 1, 10] whose class k has ink in column k only: every point of a set lies in
+    [k / 10, (k + 1) / 10) along the columns."""
+    labels = torch.arange(NUM_CLASSES).repeat(4)
+    images = torch.zeros(len(labels), 1, 1, NUM_CLASSES)
+    images[torch.arange(len(labels)), 0, 0, labels] = 1.0
+    return PointSets(images, labels, num_points=5)
+
+
+def one_hot_of_the_class(x):
+    return nn.functional.one_hot((x[:, 0, 1] * NUM_CLASSES).long(), NUM_CLASSES).double()
+
+
+def test_silhouette_is_one_for_separated_groups_and_zero_for_shuffled_labels():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(50)
+    centres = 10.0 * torch.eye(3, dtype=torch.float64)[[0, 1, 2, 0]] * torch.tensor([[1.0], [1.0], [1.0], [-1.0]])
+    means = centres[labels] + 0.01 * torch.randn(200, 3, generator=generator, dtype=torch.float64)
+    assert silhouette(means, labels) > 0.99
+    shuffled = labels[torch.randperm(200, generator=generator)]
+    assert abs(silhouette(means, shuffled)) < 0.1
+
+
+def test_posterior_means_are_seeded_and_labelled_by_the_sampler():
+    model = StubStatistic(lambda x: x.mean(1).double())
+    sampler = DistributionSets(num_items=30)
+    means, labels = posterior_means(model, sampler, num_datasets=70, seed=3, batch_size=32)
+    again, _ = posterior_means(model, sampler, num_datasets=70, seed=3, batch_size=32)
+    expected = sampler.sample(32, torch.Generator().manual_seed(3))
+    assert means.shape == (70, 1) and labels.shape == (70,) and torch.equal(means, again)
+    assert torch.allclose(means[:32], expected.x.mean(1).double()) and torch.equal(labels[:32], expected.labels)
+
+
+def test_few_shot_is_perfect_when_the_posterior_names_the_class():
+    scores = few_shot_accuracy(
+        StubStatistic(one_hot_of_the_class), one_column_per_class(), shots=(1, 2), queries=2, episodes=10
+    )
+    assert set(scores) == {1, 2}
+    assert all(s["accuracy"] == 1.0 and s["stderr"] == 0.0 and s["episodes"] == 10 for s in scores.values())
+
+
+def test_few_shot_is_at_chance_when_the_posterior_is_constant():
+    constant = StubStatistic(lambda x: torch.zeros(x.shape[0], 2, dtype=torch.float64))
+    scores = few_shot_accuracy(constant, one_column_per_class(), shots=(1,), ways=5, queries=2, episodes=20)
+    assert scores[1]["accuracy"] == pytest.approx(1 / 5)
+
+
+def test_few_shot_refuses_more_ways_than_classes():
+    with pytest.raises(ValueError, match="ways"):
+        few_shot_accuracy(StubStatistic(one_hot_of_the_class), one_column_per_class(), ways=11)
+
+
+def test_summary_points_are_distinct_items_whose_mean_is_the_set_mean():
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    chosen = summary_points(StubStatistic(lambda sets: sets.mean(1)), x, k=6)
+    assert chosen.shape == (6,) and len(set(chosen.tolist())) == 6
+    random_subsets = torch.stack([x[torch.randperm(50)[:6]].mean(0) for _ in range(200)])
+    gap = (x[chosen].mean(0) - x.mean(0)).norm()
+    assert gap < 0.05 and gap < (random_subsets - x.mean(0)).norm(dim=1).min()
+
+
+def test_set_presets_build_and_sample_without_loading_for_their_options():
+    assert preset_options("spatial-mnist") == (PointSets, ("root", "split", "classes", "num_points"))
+    digits = make_sampler("spatial-digits", split="test", classes=[5, 6], num_points=7)
+    batch = digits.sample(3, torch.Generator().manual_seed(0))
+    assert batch.x.shape == (3, 7, 2) and set(batch.labels.tolist()) <= {5, 6}
+    distributions = make_sampler("distributions", num_items=11, std_range=[0.5, 1.0])
+    assert distributions.std_range == (0.5, 1.0) and distributions.sample(2).x.shape == (2, 11, 1)
+    with pytest.raises(ValueError, match="labels"):
+        make_sampler("spatial-digits", labels=[0])
+
+
+TINY = (
+    "model.hidden_dim=8",
+    "model.z_dim=2",
+    "model.num_stochastic_layers=1",
+    "model.encoder_layers=1",
+    "model.decoder_layers=1",
+    "train.progress=false",
+    "train.batch_size=4",
+    "eval.num_batches=2",
+    "eval.batch_size=16",
+)
+
+
+def npkit(*args, sets=()) -> int:
+    return main([str(a) for a in args] + [f"--set={s}" for s in sets])
+
+
+@pytest.mark.parametrize(
+    ("preset", "figures", "extra"),
+    [
+        ("statistician-synthetic", ["posterior-means.png"], ("data.num_items=20",)),
+        ("statistician-digits", ["posterior-means.png", "spatial-summaries.png"], ("plot.num_tasks=2",)),
+    ],
+)
+def test_train_eval_plot_a_statistician_run(tmp_path, capsys, preset, figures, extra):
+    run = tmp_path / "run"
+    assert npkit("train", preset, "--run-dir", run, sets=("train.steps=5", *TINY, *extra)) == 0
+    assert (run / "model").is_dir()
+    assert npkit("eval", run) == 0
+    metrics = json.loads((run / "metrics.json").read_text())["results"]
+    assert {"elbo", "silhouette"} <= set(metrics) and {"log_lik", "kl_c", "kl_z"} <= set(metrics["elbo"])
+    if preset == "statistician-digits":
+        assert metrics["few_shot_classes"] == [5, 6, 7, 8, 9] and set(metrics["few_shot"]) == {"1", "5"}
+    assert npkit("plot", run) == 0
+    for figure in figures:
+        assert (run / "figures" / figure).stat().st_size > 0
+    assert "silhouette" in capsys.readouterr().out
+
+
+def test_a_statistician_run_resumes(tmp_path):
+    run = tmp_path / "run"
+    common = ("train.checkpoint_every=2", *TINY, "data.num_items=20")
+    assert npkit("train", "statistician-synthetic", "--run-dir", run, sets=("train.steps=2", *common)) == 0
+    assert npkit("train", "--resume", "--extend", "--run-dir", run, sets=("train.steps=4",)) == 0
+    assert (run / "checkpoints").is_dir() and (run / "model").is_dir()
+
+
+def test_eval_every_is_refused_for_the_statistician(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert npkit("train", "statistician-synthetic", "--run-dir", run, sets=("train.eval_every=2", *TINY)) == 2
+    assert "train.eval_every" in capsys.readouterr().err and not run.exists()
+
+
+def test_untrained_statistician_builds_from_every_statistician_preset():
+    from npkit.config import load_config, presets
+
+    for name in (p for p in presets() if p.startswith("statistician-")):
+        options = dict(load_config(name)["model"])
+        assert build_model(options.pop("name"), **options).name == "statistician"
