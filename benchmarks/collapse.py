@@ -216,15 +216,17 @@ def study(args: argparse.Namespace) -> None:
         path = folder / f"{''.join(ch for ch in slug if ch.isalnum() or ch in '_-.')}.json"
         if not path.is_file():
             jobs.append((init, remedy, seed, args.steps, str(path)))
-    if jobs:
+    if jobs and not args.report:
         with ProcessPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(_job, *job) for job in jobs]
             for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
                 future.result()
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     results = [r for r in results if r["steps"] == args.steps and r["remedy"] in remedies]
+    if jobs and args.report:
+        print(f"report of the {len(results)} finished runs ({len(jobs)} still to run)")
     late = max(s for s in SNAPSHOTS if s <= args.steps)
-    print(f"{args.seeds} seeds per cell, {args.steps:,} steps; collapsed = the verdict of npkit.diagnostics")
+    print(f"up to {args.seeds} seeds per cell, {args.steps:,} steps; collapsed = the verdict of npkit.diagnostics")
     print(
         f"\n| init | remedy | collapsed at 9k | collapsed at {late:,} | std z given C at {late:,} | final tar_ll ± se |"
     )
@@ -252,6 +254,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2, help="processes for the study")
     parser.add_argument("--remedies", nargs="+", choices=list(REMEDIES), help="default: all")
+    parser.add_argument("--report", action="store_true", help="study: tabulate the finished runs, train nothing")
     parser.add_argument("--out", default="runs/collapse")
     parser.add_argument("--figures", default="docs/figures")
     args = parser.parse_args()
