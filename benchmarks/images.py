@@ -27,14 +27,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-from gp1d import cpu_name  # sibling script: benchmarks/ is on sys.path
+from gp1d import cpu_name  # sibling scripts: benchmarks/ is on sys.path
+from step_time import median_step_ms
 
 from npkit.cli import main as npkit_main
 from npkit.completion import (
@@ -91,18 +90,8 @@ def speed_worker(args: argparse.Namespace) -> dict:
     batch_size = config["train"]["batch_size"]
     generator = torch.Generator().manual_seed(0)
     batches = [sampler.sample(batch_size, generator) for _ in range(args.speed_steps + 5)]
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
-    times = []
-    for i, batch in enumerate(batches):
-        start = time.perf_counter()
-        loss = loss_fn(model, batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i >= 5:
-            times.append(time.perf_counter() - start)
-    ms = 1000 * statistics.median(times)
+    ms = median_step_ms(model, loss_fn, batches)
     return {
         "ms_per_step": ms,
         "images_per_s": batch_size / ms * 1000,

@@ -19,15 +19,14 @@ finished run is reused, an interrupted one resumed. Then:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-from gp1d import cpu_name  # sibling script: benchmarks/ is on sys.path
+from gp1d import cpu_name  # sibling scripts: benchmarks/ is on sys.path
+from images import train
+from step_time import median_step_ms
 
-from npkit.cli import main as npkit_main
 from npkit.config import load_config, split_section
 from npkit.data import make_sampler
 from npkit.models import build_model
@@ -40,35 +39,16 @@ from npkit.train import default_threads
 PRESETS = ("statistician-synthetic", "statistician-digits")
 
 
-def train(preset: str, run: Path, sets: list[str]) -> None:
-    """``npkit train`` the preset into ``run``: reuse a finished run, resume an interrupted one."""
-    if (run / "model").is_dir():
-        return
-    resume = (run / "checkpoints").is_dir()
-    argv = ["train", "--run-dir", str(run), "--resume"] if resume else ["train", preset, "--run-dir", str(run)]
-    if npkit_main([*argv, *(f"--set={s}" for s in sets)]) != 0:
-        raise SystemExit(f"training {preset} into {run} failed")
-
-
 def step_time(config: dict, num_steps: int) -> float:
     """Median seconds per Adam step of the statistician ELBO on pre-drawn batches (3 warm-up steps)."""
     torch.manual_seed(0)
     name, options = split_section(config["model"])
     model = build_model(name, **options)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     data, data_options = split_section(config["data"])
     sampler = make_sampler(data, **data_options)
     generator = torch.Generator().manual_seed(0)
     batches = [sampler.sample(config["train"]["batch_size"], generator) for _ in range(num_steps + 3)]
-    times = []
-    for batch in batches:
-        start = time.perf_counter()
-        loss = statistician_elbo(model, batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[3:])
+    return median_step_ms(model, statistician_elbo, batches, warmup=3) / 1000
 
 
 def initial_model(config: dict):
