@@ -108,7 +108,9 @@ def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = F
     train = dict(config["train"], steps=steps, seed=seed, progress=False)
     rows = fit(model, sampler, objective, objective_options, callbacks=[snapshot], **train)
     curve = [
-        {k: r[k] for k in ("step", "diag/std_context", "diag/kl", "diag/far_spread")} for r in rows if "diag/kl" in r
+        {k: r[k] for k in ("step", "diag/std_context", "diag/kl", "diag/target_spread", "diag/far_spread")}
+        for r in rows
+        if "diag/kl" in r
     ]
     torch.manual_seed(seed)
     tar_ll = evaluate(model, held_out_batches(), num_samples=50)["tar_ll"]
@@ -176,13 +178,15 @@ def reproduce(args: argparse.Namespace) -> None:
     results = []
     for init in tqdm(REPRODUCE_INITS, desc="initialisations"):
         results.append(run_one(init, "baseline", 0, args.steps, keep_states=True))
-    print("| init | step | verdict | std z given C | std z given C+T | KL | far spread (x in [-4,-3]) |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| init | step | verdict | std z given C | std z given C+T | KL | spread at targets | far spread (x -4..-3) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for result in results:
         for step, d in sorted(result["snapshots"].items()):
             print(
                 f"| {result['init']} | {step:,} | {d['verdict']} | {d['std_context']:.4f} | {d['std_full']:.4f} | "
-                f"{d['kl']:.4f} | {d['far_spread']:.4f} |"
+                f"{d['kl']:.4f} | {d['target_spread']:.4f} | {d['far_spread']:.4f} |"
             )
     print(
         "\nfinal tar_ll on the 25 held-out context sets: "

@@ -1,14 +1,15 @@
 """Posterior-collapse diagnostics for any latent model on any task sampler.
 
-Three failure modes are told apart (see ``docs/collapse.md``):
+Three collapse modes, and one milder symptom, are told apart (see ``docs/collapse.md``):
 
 - **point-mass collapse** (the NP critique): q(z | C) and q(z | C ∪ T) shrink together to a
-  near point mass; the KL between them costs nothing, the function samples all coincide and the
-  model is confident far from the data;
+  near point mass; the KL between them costs nothing and the function samples all coincide;
 - **an unused latent** (KL vanishing, as in VAEs): q(z | C) no longer depends on the data, so z
   carries no information (no active unit, mutual information near 0);
 - **z ignored by the decoder**: q(z | C) keeps its spread, but the decoder has learned to
-  disregard z, so the function samples coincide all the same (the far spread is ~0).
+  disregard z, so the function samples coincide all the same, even at the unobserved targets;
+- **overconfident far from the data**: z is used where the tasks have data, but the samples
+  agree away from it (the critique's confident prediction at x = -4).
 
 :func:`diagnose` measures, on ``num_tasks`` tasks drawn with ``seed``:
 
@@ -24,14 +25,17 @@ Three failure modes are told apart (see ``docs/collapse.md``):
   Both use q(z | C), the distribution predictions are drawn from, rather than q(z | C ∪ T):
   on a task family with one function (the critique's sine5) every C ∪ T is the same set, so
   only the contexts differ between tasks;
-- ``far_spread``: the std over ``num_samples`` function samples (predictive means of z ~ q(z | C))
-  of the prediction at ``far_x`` (points away from the data; default 20 points of [-4, -3] for
-  1D tasks, none (NaN) otherwise), mean over points and tasks.
+- ``target_spread``: the std over ``num_samples`` function samples (predictive means of
+  z ~ q(z | C)) of the prediction at the tasks' target inputs, mean over points and tasks;
+- ``far_spread``: the same at ``far_x`` (points away from the data; default 20 points of
+  [-4, -3] for 1D tasks, none (NaN) otherwise).
 
 The verdict, first match: "collapsed: point mass" when ``std_context < POINT_MASS_STD`` and
-``far_spread < FLAT_SPREAD``; "collapsed: latent unused" when ``active_units == 0``;
-"collapsed: z ignored" when ``far_spread < FLAT_SPREAD``; "healthy" otherwise (a NaN far
-spread, x_dim > 1 without ``far_x``, never counts as small).
+``target_spread < FLAT_SPREAD``; "collapsed: latent unused" when ``active_units == 0``;
+"collapsed: z ignored" when ``target_spread < FLAT_SPREAD``; "overconfident far from the data"
+when ``far_spread < FLAT_SPREAD``; "healthy" otherwise (a NaN far spread, x_dim > 1 without
+``far_x``, never counts as small). On a task family with a single function (sine5) a small
+target spread is the right answer, and the verdict says that z has nothing left to explain.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from npkit.predictive import sample_functions
 
 ACTIVE_VARIANCE = 0.01  # a unit is active when Var_tasks(E_q[z_d]) exceeds this (Burda et al. 2016)
 POINT_MASS_STD = 0.05  # posterior std below this ...
-FLAT_SPREAD = 0.05  # ... and function samples that agree to this far from the data: a point mass
+FLAT_SPREAD = 0.05  # ... and function samples that agree to this at the targets: a point mass
 MOMENT_SAMPLES = 256  # samples behind the KL and moments of posteriors without closed forms (flows)
 FAR_RANGE = (-4.0, -3.0)  # 1D tasks: where the far spread is measured (the critique's x = -4)
 
@@ -62,17 +66,20 @@ class Diagnosis:
     active_units: int
     z_dim: int
     mutual_information: float
+    target_spread: float
     far_spread: float
     num_tasks: int
 
     @property
     def verdict(self) -> str:
-        if self.std_context < POINT_MASS_STD and self.far_spread < FLAT_SPREAD:
+        if self.std_context < POINT_MASS_STD and self.target_spread < FLAT_SPREAD:
             return "collapsed: point mass"
         if self.active_units == 0:
             return "collapsed: latent unused"
-        if self.far_spread < FLAT_SPREAD:
+        if self.target_spread < FLAT_SPREAD:
             return "collapsed: z ignored"
+        if self.far_spread < FLAT_SPREAD:
+            return "overconfident far from the data"
         return "healthy"
 
     def as_dict(self) -> dict:
@@ -82,7 +89,8 @@ class Diagnosis:
         return (
             f"{self.verdict}: posterior std {self.std_context:.4f} (context) / {self.std_full:.4f} (context + "
             f"targets), KL {self.kl:.4f} nats, {self.active_units}/{self.z_dim} active units, mutual information "
-            f"{self.mutual_information:.3f} nats (max {math.log(self.num_tasks):.2f}), far spread {self.far_spread:.4f}"
+            f"{self.mutual_information:.3f} nats (max {math.log(self.num_tasks):.2f}), sample spread "
+            f"{self.target_spread:.4f} at the targets / {self.far_spread:.4f} far from the data"
         )
 
 
@@ -144,6 +152,7 @@ def diagnose(
             q_full = model.posterior(batch.x, batch.y, batch.mask)
             (_, std_full), (mean_context, std_context) = _moments(q_full), _moments(q_context)
             kl = kl_per_dim(q_full, q_context, q_full.sample((MOMENT_SAMPLES,))).sum(-1)  # [B]
+            at_targets = sample_functions(model, batch.xc, batch.yc, batch.xt, num_samples).std(0).mean().item()
             spread = math.nan
             if far is not None:
                 far = far.to(device=device, dtype=batch.xc.dtype).expand(num_tasks, -1, -1)
@@ -155,6 +164,7 @@ def diagnose(
                 active_units=int((mean_context.var(0) > ACTIVE_VARIANCE).sum()),
                 z_dim=mean_context.shape[-1],
                 mutual_information=mutual_information(q_context, num_samples=8).item(),
+                target_spread=at_targets,
                 far_spread=spread,
                 num_tasks=num_tasks,
             )
@@ -182,5 +192,5 @@ class CollapseMonitor:
         if step % self.every:
             return {}
         d = diagnose(model, self.sampler, self.num_tasks, self.num_samples, seed=self.seed)
-        names = ("std_context", "std_full", "kl", "active_units", "mutual_information", "far_spread")
+        names = ("std_context", "std_full", "kl", "active_units", "mutual_information", "target_spread", "far_spread")
         return {f"diag/{name}": float(getattr(d, name)) for name in names}

@@ -51,7 +51,7 @@ SINE = make_sampler("sine", num_context=(2, 4), num_target=(3, 5))
 def test_a_point_mass_posterior_is_diagnosed_as_collapsed():
     d = diagnose(constructed(point_mass), SINE, num_tasks=64, num_samples=10)
     assert d.std_context == pytest.approx(1e-4) and d.std_full == pytest.approx(1e-4)
-    assert d.far_spread < 1e-3  # every function sample is the same function
+    assert d.far_spread < 1e-3 and d.target_spread < 1e-3  # every function sample is the same function
     assert d.active_units == 2  # the means still follow the data
     assert d.mutual_information == pytest.approx(math.log(64), abs=1e-3)  # z names its task
     assert d.verdict == "collapsed: point mass"
@@ -80,7 +80,7 @@ def test_a_healthy_posterior_and_the_closed_form_kl():
 def test_a_decoder_that_ignores_z_is_collapsed_even_with_a_wide_posterior():
     model = constructed(healthy, z_gain=0.0)  # the decoder's columns that read z are 0
     d = diagnose(model, SINE, num_tasks=64, num_samples=10)
-    assert d.far_spread == 0 and d.std_context == pytest.approx(0.5) and d.active_units == 2
+    assert d.far_spread == d.target_spread == 0 and d.std_context == pytest.approx(0.5) and d.active_units == 2
     assert d.verdict == "collapsed: z ignored"
 
 
@@ -93,11 +93,16 @@ def test_mutual_information_is_log_n_for_separated_posteriors_and_0_for_equal_on
 
 def test_verdict_thresholds():
     base = dict(std_full=0.01, kl=0.0, z_dim=2, mutual_information=0.0, num_tasks=10)
-    assert Diagnosis(std_context=0.01, active_units=2, far_spread=0.01, **base).verdict == "collapsed: point mass"
-    assert Diagnosis(std_context=0.01, active_units=2, far_spread=0.2, **base).verdict == "healthy"
-    assert Diagnosis(std_context=0.3, active_units=2, far_spread=0.01, **base).verdict == "collapsed: z ignored"
-    assert Diagnosis(std_context=0.3, active_units=2, far_spread=math.nan, **base).verdict == "healthy"
-    assert Diagnosis(std_context=0.3, active_units=0, far_spread=0.2, **base).verdict == "collapsed: latent unused"
+
+    def verdict(std, units, at_targets, far):
+        return Diagnosis(std, active_units=units, target_spread=at_targets, far_spread=far, **base).verdict
+
+    assert verdict(0.01, 2, 0.01, 0.01) == "collapsed: point mass"
+    assert verdict(0.01, 2, 0.2, 0.2) == "healthy"  # a narrow posterior the decoder amplifies
+    assert verdict(0.3, 2, 0.01, 0.2) == "collapsed: z ignored"
+    assert verdict(0.3, 0, 0.2, 0.2) == "collapsed: latent unused"
+    assert verdict(0.3, 2, 0.2, 0.01) == "overconfident far from the data"
+    assert verdict(0.3, 2, 0.2, math.nan) == "healthy"
 
 
 def test_diagnose_refuses_deterministic_models_and_measures_far_spread_where_told():
