@@ -17,7 +17,7 @@ x = {-1, 0, 1} at each snapshot (``collapse-reproduction.png``).
 
 ``study``: seeds x initialisations x {baseline, each remedy}, ``--jobs`` processes; each run's
 result is a JSON file under ``--out/study`` (a rerun skips finished runs, so it can be stopped
-and restarted); prints the table (fraction of seeds collapsed at 9k and 25k steps, final
+and restarted); prints the table (fraction of seeds collapsed at 9k and 25k steps and overconfident at 25k, final
 tar_ll ± standard error over seeds) and draws the posterior std over training
 (``collapse-study-std.png``).
 """
@@ -108,7 +108,10 @@ def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = F
     train = dict(config["train"], steps=steps, seed=seed, progress=False)
     rows = fit(model, sampler, objective, objective_options, callbacks=[snapshot], **train)
     curve = [
-        {k: r[k] for k in ("step", "diag/std_context", "diag/kl", "diag/target_spread", "diag/far_spread")}
+        {
+            k: r[k]
+            for k in ("step", "diag/std_context", "diag/kl", "diag/z_effect", "diag/target_spread", "diag/far_spread")
+        }
         for r in rows
         if "diag/kl" in r
     ]
@@ -185,8 +188,8 @@ def reproduce(args: argparse.Namespace) -> None:
     for result in results:
         for step, d in sorted(result["snapshots"].items()):
             print(
-                f"| {result['init']} | {step:,} | {d['verdict']} | {d['std_context']:.4f} | {d['std_full']:.4f} | "
-                f"{d['kl']:.4f} | {d['target_spread']:.4f} | {d['far_spread']:.4f} |"
+                f"| {result['init']} | {step:,} | {d['verdict']} | {d['std_context']:.4f} | {d['kl']:.4f} | "
+                f"{d['z_effect']:.4f} | {d['target_spread']:.4f} | {d['far_spread']:.4f} |"
             )
     print(
         "\nfinal tar_ll on the 25 held-out context sets: "
@@ -206,8 +209,8 @@ def _job(init: str, remedy: str, seed: int, steps: int, path: str) -> str:
     return path
 
 
-def _collapsed(runs: list[dict], step: int) -> int:
-    return sum(r["snapshots"][str(step)]["verdict"].startswith("collapsed") for r in runs)
+def _collapsed(runs: list[dict], step: int, verdict: str = "collapsed") -> int:
+    return sum(r["snapshots"][str(step)]["verdict"].startswith(verdict) for r in runs)
 
 
 def study(args: argparse.Namespace) -> None:
@@ -231,10 +234,9 @@ def study(args: argparse.Namespace) -> None:
         print(f"report of the {len(results)} finished runs ({len(jobs)} still to run)")
     late = max(s for s in SNAPSHOTS if s <= args.steps)
     print(f"up to {args.seeds} seeds per cell, {args.steps:,} steps; collapsed = the verdict of npkit.diagnostics")
-    print(
-        f"\n| init | remedy | collapsed at 9k | collapsed at {late:,} | std z given C at {late:,} | final tar_ll ± se |"
-    )
-    print("|---|---|---|---|---|---|")
+    head = f"collapsed at 9k | collapsed at {late:,} | overconfident at {late:,} | std z given C at {late:,}"
+    print(f"\n| init | remedy | {head} | final tar_ll ± se |")
+    print("|---|---|---|---|---|---|---|")
     for init, remedy in itertools.product(INITS, remedies):
         runs = [r for r in results if r["init"] == init and r["remedy"] == remedy]
         if not runs:
@@ -243,7 +245,8 @@ def study(args: argparse.Namespace) -> None:
         lls = torch.tensor([r["tar_ll"] for r in runs], dtype=torch.float64)
         se = (lls.std() / math.sqrt(len(lls))).item() if len(lls) > 1 else float("nan")
         std = sum(r["snapshots"][str(late)]["std_context"] for r in runs) / len(runs)
-        cells = f"{at_9k} | {_collapsed(runs, late)}/{len(runs)} | {std:.4f} | {lls.mean():.2f} ± {se:.2f}"
+        n, over = len(runs), _collapsed(runs, late, "overconfident")
+        cells = f"{at_9k} | {_collapsed(runs, late)}/{n} | {over}/{n} | {std:.4f} | {lls.mean():.2f} ± {se:.2f}"
         print(f"| {init} | {remedy} | {cells} |")
     path = Path(args.figures) / "collapse-study-std.png"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,11 @@ Three collapse modes, and one milder symptom, are told apart (see ``docs/collaps
   near point mass; the KL between them costs nothing and the function samples all coincide;
 - **an unused latent** (KL vanishing, as in VAEs): q(z | C) no longer depends on the data, so z
   carries no information (no active unit, mutual information near 0);
-- **z ignored by the decoder**: q(z | C) keeps its spread, but the decoder has learned to
-  disregard z, so the function samples coincide all the same, even at the unobserved targets;
-- **overconfident far from the data**: z is used where the tasks have data, but the samples
-  agree away from it (the critique's confident prediction at x = -4).
+- **z ignored by the decoder**: q(z | C) depends on the context, but the decoder has learned to
+  disregard z: giving a task another task's z barely changes its prediction;
+- **overconfident** (not a collapse of z): the decoder uses z, but the posterior is so narrow
+  for what z does that the function samples agree at the unobserved targets or far from the
+  data (the critique's confident prediction at x = -4).
 
 :func:`diagnose` measures, on ``num_tasks`` tasks drawn with ``seed``:
 
@@ -25,6 +26,8 @@ Three collapse modes, and one milder symptom, are told apart (see ``docs/collaps
   Both use q(z | C), the distribution predictions are drawn from, rather than q(z | C ∪ T):
   on a task family with one function (the critique's sine5) every C ∪ T is the same set, so
   only the contexts differ between tasks;
+- ``z_effect``: the RMS change of the predictive mean at the targets when each task decodes the
+  z drawn for the next task in the batch instead of its own (how much the decoder reads z);
 - ``target_spread``: the std over ``num_samples`` function samples (predictive means of
   z ~ q(z | C)) of the prediction at the tasks' target inputs, mean over points and tasks;
 - ``far_spread``: the same at ``far_x`` (points away from the data; default 20 points of
@@ -32,10 +35,10 @@ Three collapse modes, and one milder symptom, are told apart (see ``docs/collaps
 
 The verdict, first match: "collapsed: point mass" when ``std_context < POINT_MASS_STD`` and
 ``target_spread < FLAT_SPREAD``; "collapsed: latent unused" when ``active_units == 0``;
-"collapsed: z ignored" when ``target_spread < FLAT_SPREAD``; "overconfident far from the data"
-when ``far_spread < FLAT_SPREAD``; "healthy" otherwise (a NaN far spread, x_dim > 1 without
-``far_x``, never counts as small). On a task family with a single function (sine5) a small
-target spread is the right answer, and the verdict says that z has nothing left to explain.
+"collapsed: z ignored" when ``z_effect < FLAT_SPREAD``; "overconfident" when ``target_spread``
+or ``far_spread < FLAT_SPREAD``; "healthy" otherwise (a NaN far spread, x_dim > 1 without
+``far_x``, never counts as small). Spreads are in the units of y (the thresholds suit outputs of
+order 1). On a task family with a single function (sine5) small spreads are the right answer.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Diagnosis:
     active_units: int
     z_dim: int
     mutual_information: float
+    z_effect: float
     target_spread: float
     far_spread: float
     num_tasks: int
@@ -76,10 +80,10 @@ class Diagnosis:
             return "collapsed: point mass"
         if self.active_units == 0:
             return "collapsed: latent unused"
-        if self.target_spread < FLAT_SPREAD:
+        if self.z_effect < FLAT_SPREAD:
             return "collapsed: z ignored"
-        if self.far_spread < FLAT_SPREAD:
-            return "overconfident far from the data"
+        if self.target_spread < FLAT_SPREAD or self.far_spread < FLAT_SPREAD:
+            return "overconfident"
         return "healthy"
 
     def as_dict(self) -> dict:
@@ -89,7 +93,8 @@ class Diagnosis:
         return (
             f"{self.verdict}: posterior std {self.std_context:.4f} (context) / {self.std_full:.4f} (context + "
             f"targets), KL {self.kl:.4f} nats, {self.active_units}/{self.z_dim} active units, mutual information "
-            f"{self.mutual_information:.3f} nats (max {math.log(self.num_tasks):.2f}), sample spread "
+            f"{self.mutual_information:.3f} nats (max {math.log(self.num_tasks):.2f}), z effect {self.z_effect:.4f}, "
+            f"sample spread "
             f"{self.target_spread:.4f} at the targets / {self.far_spread:.4f} far from the data"
         )
 
@@ -152,7 +157,10 @@ def diagnose(
             q_full = model.posterior(batch.x, batch.y, batch.mask)
             (_, std_full), (mean_context, std_context) = _moments(q_full), _moments(q_context)
             kl = kl_per_dim(q_full, q_context, q_full.sample((MOMENT_SAMPLES,))).sum(-1)  # [B]
-            at_targets = sample_functions(model, batch.xc, batch.yc, batch.xt, num_samples).std(0).mean().item()
+            draws = sample_functions(model, batch.xc, batch.yc, batch.xt, num_samples)  # [S, B, Nt, Dy]
+            at_targets = draws.std(0).mean().item()
+            swapped = model(batch.xc, batch.yc, batch.xt, z=q_context.sample((num_samples,)).roll(1, dims=1))
+            z_effect = (swapped.mean - draws).square().mean().sqrt().item()
             spread = math.nan
             if far is not None:
                 far = far.to(device=device, dtype=batch.xc.dtype).expand(num_tasks, -1, -1)
@@ -164,6 +172,7 @@ def diagnose(
                 active_units=int((mean_context.var(0) > ACTIVE_VARIANCE).sum()),
                 z_dim=mean_context.shape[-1],
                 mutual_information=mutual_information(q_context, num_samples=8).item(),
+                z_effect=z_effect,
                 target_spread=at_targets,
                 far_spread=spread,
                 num_tasks=num_tasks,
@@ -192,5 +201,6 @@ class CollapseMonitor:
         if step % self.every:
             return {}
         d = diagnose(model, self.sampler, self.num_tasks, self.num_samples, seed=self.seed)
-        names = ("std_context", "std_full", "kl", "active_units", "mutual_information", "target_spread", "far_spread")
+        names = ("std_context", "std_full", "kl", "active_units", "mutual_information", "z_effect", "target_spread")
+        names += ("far_spread",)
         return {f"diag/{name}": float(getattr(d, name)) for name in names}

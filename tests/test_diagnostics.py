@@ -69,6 +69,7 @@ def test_a_healthy_posterior_and_the_closed_form_kl():
     model = constructed(healthy, z_gain=10.0)  # a decoder that reads z: samples differ far from the data
     d = diagnose(model, SINE, num_tasks=64, num_samples=10)
     assert d.verdict == "healthy" and d.active_units == 2 and 0 < d.mutual_information < math.log(64)
+    assert d.z_effect > d.target_spread > 0.05  # another task's z moves a prediction more than its own spread
     batch = SINE.sample(64, generator=torch.Generator().manual_seed(0))  # the tasks diagnose draws
     difference = data_mean(batch.x, batch.y) - data_mean(batch.xc, batch.yc)
     expected = (difference.square() / (2 * 0.5**2)).sum(-1).mean()  # KL of equal-std Gaussians
@@ -80,7 +81,8 @@ def test_a_healthy_posterior_and_the_closed_form_kl():
 def test_a_decoder_that_ignores_z_is_collapsed_even_with_a_wide_posterior():
     model = constructed(healthy, z_gain=0.0)  # the decoder's columns that read z are 0
     d = diagnose(model, SINE, num_tasks=64, num_samples=10)
-    assert d.far_spread == d.target_spread == 0 and d.std_context == pytest.approx(0.5) and d.active_units == 2
+    assert d.z_effect == d.far_spread == d.target_spread == 0 and d.std_context == pytest.approx(0.5)
+    assert d.active_units == 2
     assert d.verdict == "collapsed: z ignored"
 
 
@@ -94,15 +96,17 @@ def test_mutual_information_is_log_n_for_separated_posteriors_and_0_for_equal_on
 def test_verdict_thresholds():
     base = dict(std_full=0.01, kl=0.0, z_dim=2, mutual_information=0.0, num_tasks=10)
 
-    def verdict(std, units, at_targets, far):
-        return Diagnosis(std, active_units=units, target_spread=at_targets, far_spread=far, **base).verdict
+    def verdict(std, units, effect, at_targets, far):
+        spreads = dict(z_effect=effect, target_spread=at_targets, far_spread=far)
+        return Diagnosis(std, active_units=units, **spreads, **base).verdict
 
-    assert verdict(0.01, 2, 0.01, 0.01) == "collapsed: point mass"
-    assert verdict(0.01, 2, 0.2, 0.2) == "healthy"  # a narrow posterior the decoder amplifies
-    assert verdict(0.3, 2, 0.01, 0.2) == "collapsed: z ignored"
-    assert verdict(0.3, 0, 0.2, 0.2) == "collapsed: latent unused"
-    assert verdict(0.3, 2, 0.2, 0.01) == "overconfident far from the data"
-    assert verdict(0.3, 2, 0.2, math.nan) == "healthy"
+    assert verdict(0.01, 2, 0.0, 0.01, 0.01) == "collapsed: point mass"
+    assert verdict(0.01, 2, 0.3, 0.2, 0.2) == "healthy"  # a narrow posterior the decoder amplifies
+    assert verdict(0.3, 0, 0.0, 0.2, 0.2) == "collapsed: latent unused"
+    assert verdict(0.3, 2, 0.01, 0.2, 0.2) == "collapsed: z ignored"
+    assert verdict(0.3, 2, 0.3, 0.01, 0.2) == "overconfident"  # z matters, its posterior is too narrow
+    assert verdict(0.3, 2, 0.3, 0.2, 0.01) == "overconfident"  # ... or the samples agree far away
+    assert verdict(0.3, 2, 0.3, 0.2, math.nan) == "healthy"
 
 
 def test_diagnose_refuses_deterministic_models_and_measures_far_spread_where_told():
