@@ -181,9 +181,7 @@ def reproduce(args: argparse.Namespace) -> None:
     results = []
     for init in tqdm(REPRODUCE_INITS, desc="initialisations"):
         results.append(run_one(init, "baseline", 0, args.steps, keep_states=True))
-    print(
-        "| init | step | verdict | std z given C | std z given C+T | KL | spread at targets | far spread (x -4..-3) |"
-    )
+    print("| init | step | verdict | std z given C | KL | z effect | spread at targets | far spread (x -4..-3) |")
     print("|---|---|---|---|---|---|---|---|")
     for result in results:
         for step, d in sorted(result["snapshots"].items()):
