@@ -89,11 +89,12 @@ def _checked(config: dict) -> dict:
     return config
 
 
-def _every_class_sampler(config: dict):
-    """The evaluation sampler of a point-set run with every class (for few-shot and figures), else None."""
+def _every_class_sampler(config: dict, sampler):
+    """For a point-set run (``sampler``: its evaluation sampler), the evaluation sampler with every
+    class (for few-shot and figures); None for other runs."""
     from npkit.data import PointSets
 
-    if not isinstance(_eval_sampler(config), PointSets):
+    if not isinstance(sampler, PointSets):
         return None
     return _eval_sampler(
         {**config, "eval": {**config["eval"], "data": {**(config["eval"].get("data") or {}), "classes": None}}}
@@ -171,7 +172,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         from npkit.statistician_eval import evaluate_sets
 
         text, results = evaluate_sets(
-            model, sampler, ev.num_batches * ev.batch_size, ev.seed, _every_class_sampler(config)
+            model, sampler, ev.num_batches * ev.batch_size, ev.seed, _every_class_sampler(config, sampler)
         )
         print(text)
         write_json(run_dir / "metrics.json", {"protocol": text.splitlines()[0], "results": results})
@@ -207,6 +208,7 @@ def _eval_images(run_dir: Path, model, sampler, ev) -> None:
     fraction for the model, kNN and the fitted GP (tables, metrics.json, a figure), and the
     diversity of a latent model's samples."""
     from npkit.completion import evaluate_fractions, format_fraction_table, fraction_tasks, sample_diversity
+    from npkit.evaluation import GP_MAX_CONTEXT
     from npkit.files import atomic_write, write_json
     from npkit.plot import plot_fractions
 
@@ -217,7 +219,7 @@ def _eval_images(run_dir: Path, model, sampler, ev) -> None:
     header = (
         f"{sampler.source}: {ev.num_images} images (seed {ev.seed}) scored at all {pixels} pixels, observed at a "
         f"random fraction of them; {ev.num_samples} latent samples; tar_ll = per-pixel marginal log-likelihood "
-        f"(± standard error over batches of {ev.batch_size}); GP fitted on at most 200 context pixels"
+        f"(± standard error over batches of {ev.batch_size}); GP fitted on at most {GP_MAX_CONTEXT} context pixels"
     )
     text = "\n\n".join([header, format_fraction_table(results, "tar_ll"), format_fraction_table(results, "mse")])
     diversity = {}
@@ -275,7 +277,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
         torch.manual_seed(config["train"].get("seed", 0))  # the initial model of the run
         ev = section_config(config, "eval")
-        untrained, every_class = build_model(name, **options), _every_class_sampler(config)
+        untrained, every_class = build_model(name, **options), _every_class_sampler(config, image_sampler)
         written += plot_statistician(
             model, untrained, image_sampler, out, ev.num_batches * ev.batch_size, pl.seed, every_class, pl.num_tasks
         )
