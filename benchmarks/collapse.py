@@ -25,6 +25,7 @@ tar_ll ± standard error over seeds) and draws the posterior std over training
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import itertools
 import json
@@ -66,11 +67,30 @@ REMEDIES = {
     "ml (10 samples)": ({}, "ml", {}),
 }
 SNAPSHOTS = (0, 3000, 9000, 12500, 25000)
+# The study's tasks: the critique's single function, and a family of sines on the same grid of x where
+# the context does not pin the function down, so the latent has something to carry.
+TASKS = {
+    "sine5": {"name": "sine5"},
+    "sine-family": {
+        "name": "sine",
+        "x_range": (-2.0, 2.0),
+        "amplitude": (0.5, 1.5),
+        "phase": (-0.5, 0.5),
+        "num_context": (1, 3),
+        "num_target": (2, 4),
+        "max_points": 5,
+    },
+}
 CONTEXT_X = (-1.0, 0.0, 1.0)  # the context of the function-sample figures
 
 
-def held_out_batches() -> list[Batch]:
-    """All 25 context sets of 1-3 of the five points (one batch per size), targets the rest."""
+def held_out_batches(task: str = "sine5") -> list[Batch]:
+    """sine5: all 25 context sets of 1-3 of the five points (one batch per size), targets the
+    rest; sine-family: 4 batches of 64 tasks drawn with a fixed generator (not the training seed)."""
+    if task != "sine5":
+        generator = torch.Generator().manual_seed(2**31 - 1)
+        sampler = make_sampler(TASKS[task]["name"], **{k: v for k, v in TASKS[task].items() if k != "name"})
+        return [sampler.sample(64, generator) for _ in range(4)]
     x = torch.arange(-2.0, 3.0)
     batches = []
     for nc in (1, 2, 3):
@@ -81,7 +101,7 @@ def held_out_batches() -> list[Batch]:
     return batches
 
 
-def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = False) -> dict:
+def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = False, task: str = "sine5") -> dict:
     """Train one run; return its diagnostics, curve and final tar_ll (and snapshot weights)."""
     torch.set_num_threads(1)
     config = load_config("sine5-critique")
@@ -94,7 +114,7 @@ def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = F
         objective_options = {"num_samples": objective_options["num_samples"]}
     torch.manual_seed(seed)
     model = build_model(name, **options)
-    sampler = make_sampler("sine5")
+    sampler = make_sampler(TASKS[task]["name"], **{k: v for k, v in TASKS[task].items() if k != "name"})
     snapshots, states = {}, {}
 
     def snapshot(step: int, model, output=None) -> dict:
@@ -116,8 +136,8 @@ def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = F
         if "diag/kl" in r
     ]
     torch.manual_seed(seed)
-    tar_ll = evaluate(model, held_out_batches(), num_samples=50)["tar_ll"]
-    result = {"init": init, "remedy": remedy, "seed": seed, "steps": steps, "snapshots": snapshots}
+    tar_ll = evaluate(model, held_out_batches(task), num_samples=50)["tar_ll"]
+    result = {"task": task, "init": init, "remedy": remedy, "seed": seed, "steps": steps, "snapshots": snapshots}
     result.update(curve=curve, tar_ll=tar_ll)
     if keep_states:
         result["states"] = states
@@ -155,12 +175,12 @@ def samples_figure(results: list[dict]) -> Figure:
     return fig
 
 
-def std_figure(results: list[dict]) -> Figure:
+def std_figure(results: list[dict], inits: list[str]) -> Figure:
     """Posterior std of z given the context over training: one panel per init, mean over seeds."""
-    fig = Figure(figsize=(4.2 * len(INITS), 3.4), dpi=100, layout="constrained")
+    fig = Figure(figsize=(4.2 * len(inits) + 1.5 * (len(inits) == 1), 3.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(INITS), squeeze=False, sharey=True)[0]
-    for ax, init in zip(axes, INITS):
+    axes = fig.subplots(1, len(inits), squeeze=False, sharey=True)[0]
+    for ax, init in zip(axes, inits):
         for i, remedy in enumerate(REMEDIES):
             runs = [r for r in results if r["init"] == init and r["remedy"] == remedy]
             if not runs:
@@ -199,8 +219,8 @@ def reproduce(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
-def _job(init: str, remedy: str, seed: int, steps: int, path: str) -> str:
-    result = run_one(init, remedy, seed, steps)
+def _job(init: str, remedy: str, seed: int, steps: int, task: str, path: str) -> str:
+    result = run_one(init, remedy, seed, steps, task=task)
     tmp = Path(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)
@@ -211,31 +231,37 @@ def _collapsed(runs: list[dict], step: int, verdict: str = "collapsed") -> int:
     return sum(r["snapshots"][str(step)]["verdict"].startswith(verdict) for r in runs)
 
 
+def _verdicts(runs: list[dict], step: int) -> str:
+    """'3 point mass, 2 healthy': how many runs got each verdict (without its 'collapsed: ')."""
+    counts = collections.Counter(r["snapshots"][str(step)]["verdict"].removeprefix("collapsed: ") for r in runs)
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.most_common())
+
+
 def study(args: argparse.Namespace) -> None:
-    folder = Path(args.out) / "study"
+    folder = Path(args.out) / ("study" if args.task == "sine5" else f"study-{args.task}")
     folder.mkdir(parents=True, exist_ok=True)
-    remedies = args.remedies or list(REMEDIES)
+    remedies, inits = args.remedies or list(REMEDIES), args.inits or list(INITS)
     jobs = []
-    for seed, init, remedy in itertools.product(range(args.seeds), INITS, remedies):  # whole seeds first
+    for seed, init, remedy in itertools.product(range(args.seeds), inits, remedies):  # whole seeds first
         slug = f"{init}-{remedy}-{seed}-{args.steps}".replace(" ", "_").replace("/", "_")
         path = folder / f"{''.join(ch for ch in slug if ch.isalnum() or ch in '_-.')}.json"
         if not path.is_file():
-            jobs.append((init, remedy, seed, args.steps, str(path)))
+            jobs.append((init, remedy, seed, args.steps, args.task, str(path)))
     if jobs and not args.report:
         with ProcessPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(_job, *job) for job in jobs]
             for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
                 future.result()
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    results = [r for r in results if r["steps"] == args.steps and r["remedy"] in remedies]
+    results = [r for r in results if r["steps"] == args.steps and r["remedy"] in remedies and r["init"] in inits]
     if jobs and args.report:
         print(f"report of the {len(results)} finished runs ({len(jobs)} still to run)")
     late = max(s for s in SNAPSHOTS if s <= args.steps)
-    print(f"up to {args.seeds} seeds per cell, {args.steps:,} steps; collapsed = the verdict of npkit.diagnostics")
-    head = f"collapsed at 9k | collapsed at {late:,} | overconfident at {late:,} | std z given C at {late:,}"
+    print(f"task {args.task}, up to {args.seeds} seeds per cell, {args.steps:,} steps; verdicts of npkit.diagnostics")
+    head = f"collapsed at 9k | collapsed at {late:,} | verdicts at {late:,} | std z given C at {late:,}"
     print(f"\n| init | remedy | {head} | final tar_ll ± se |")
     print("|---|---|---|---|---|---|---|")
-    for init, remedy in itertools.product(INITS, remedies):
+    for init, remedy in itertools.product(inits, remedies):
         runs = [r for r in results if r["init"] == init and r["remedy"] == remedy]
         if not runs:
             continue
@@ -243,12 +269,13 @@ def study(args: argparse.Namespace) -> None:
         lls = torch.tensor([r["tar_ll"] for r in runs], dtype=torch.float64)
         se = (lls.std() / math.sqrt(len(lls))).item() if len(lls) > 1 else float("nan")
         std = sum(r["snapshots"][str(late)]["std_context"] for r in runs) / len(runs)
-        n, over = len(runs), _collapsed(runs, late, "overconfident")
-        cells = f"{at_9k} | {_collapsed(runs, late)}/{n} | {over}/{n} | {std:.4f} | {lls.mean():.2f} ± {se:.2f}"
+        n, kinds = len(runs), _verdicts(runs, late)
+        cells = f"{at_9k} | {_collapsed(runs, late)}/{n} | {kinds} | {std:.4f} | {lls.mean():.2f} ± {se:.2f}"
         print(f"| {init} | {remedy} | {cells} |")
-    path = Path(args.figures) / "collapse-study-std.png"
+    suffix = "" if args.task == "sine5" else f"-{args.task}"
+    path = Path(args.figures) / f"collapse-study-std{suffix}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    std_figure(results).savefig(path)
+    std_figure(results, inits).savefig(path)
     print(f"\nwrote {path}")
 
 
@@ -259,6 +286,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=2, help="processes for the study")
     parser.add_argument("--remedies", nargs="+", choices=list(REMEDIES), help="default: all")
+    parser.add_argument("--inits", nargs="+", choices=list(INITS), help="study: default all")
+    parser.add_argument("--task", choices=list(TASKS), default="sine5", help="study: the training tasks")
     parser.add_argument("--report", action="store_true", help="study: tabulate the finished runs, train nothing")
     parser.add_argument("--out", default="runs/collapse")
     parser.add_argument("--figures", default="docs/figures")
