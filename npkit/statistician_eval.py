@@ -1,7 +1,9 @@
 """What a trained Neural Statistician has learnt about datasets (Edwards & Storkey 2017, section 5).
 
-- :func:`posterior_means`, :func:`silhouette`: the means of q(c | D) of many datasets and how well
-  they cluster by the family or class each dataset came from;
+- :func:`posterior_means`, :func:`silhouette`, :func:`knn_accuracy`: the means of q(c | D) of many
+  datasets, how well they cluster by the family or class each dataset came from, and how well
+  that label can be read off them; :func:`sample_moments`: the reference features (mean, std,
+  skewness, kurtosis of each 1D set) to read the same labels from;
 - :func:`few_shot_accuracy`: classes never seen in training told apart by the nearest posterior
   mean of c, from k example sets per class;
 - :func:`summary_points`: the few items of a set that best stand for all of it;
@@ -52,6 +54,29 @@ def silhouette(means: Tensor, labels: Tensor) -> float:
     from sklearn.metrics import silhouette_score
 
     return float(silhouette_score(means.numpy(), labels.numpy()))
+
+
+def knn_accuracy(features: Tensor, labels: Tensor, k: int = 5, folds: int = 5) -> float:
+    """Accuracy of a k-nearest-neighbour classifier (scikit-learn) of labels [N] from features
+    [N, D], by ``folds``-fold cross-validation: how well the label can be read off the features,
+    which the silhouette misses when each group is spread over a sheet rather than a ball."""
+    from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    scores = cross_val_score(KNeighborsClassifier(k), features.numpy(), labels.numpy(), cv=folds)
+    return float(scores.mean())
+
+
+def sample_moments(x: Tensor) -> Tensor:
+    """Mean, std, skewness and kurtosis (population moments, as ``scipy.stats`` computes them) of
+    each 1D set x [batch, n_items, 1] -> [batch, 4] (float64): the classical summary statistics a
+    learnt c can be compared with."""
+    if x.dim() != 3 or x.shape[-1] != 1 or x.shape[1] < 2:
+        raise ValueError(f"x must be 1D sets [batch, n_items >= 2, 1], got {list(x.shape)}")
+    x = x[..., 0].double()
+    mean, std = x.mean(1, keepdim=True), x.std(1, keepdim=True, correction=0)
+    standard = (x - mean) / std
+    return torch.stack([mean[:, 0], std[:, 0], standard.pow(3).mean(1), standard.pow(4).mean(1)], -1)
 
 
 def few_shot_accuracy(

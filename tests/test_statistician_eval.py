@@ -14,7 +14,14 @@ from npkit.cli import main
 from npkit.data import make_sampler, preset_options
 from npkit.data.sets import DistributionSets, PointSets
 from npkit.models import build_model
-from npkit.statistician_eval import few_shot_accuracy, posterior_means, silhouette, summary_points
+from npkit.statistician_eval import (
+    few_shot_accuracy,
+    knn_accuracy,
+    posterior_means,
+    sample_moments,
+    silhouette,
+    summary_points,
+)
 
 NUM_CLASSES = 10
 
@@ -52,6 +59,34 @@ def test_silhouette_is_one_for_separated_groups_and_zero_for_shuffled_labels():
     assert silhouette(means, labels) > 0.99
     shuffled = labels[torch.randperm(200, generator=generator)]
     assert abs(silhouette(means, shuffled)) < 0.1
+
+
+def test_knn_accuracy_reads_labels_off_sheets_that_the_silhouette_misses():
+    # each label is a thin sheet (y = label) spread far along x: neighbours share labels, balls overlap
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(3).repeat_interleave(100)
+    sheets = torch.stack([20 * torch.rand(300, generator=g), labels.double()], -1)
+    assert knn_accuracy(sheets, labels) > 0.95
+    assert silhouette(sheets, labels) < 0.2
+    noise = torch.randn(300, 2, generator=g)
+    assert knn_accuracy(noise, labels) < 0.5  # chance is 1/3
+
+
+def test_sample_moments_match_scipy_and_the_families_closed_forms():
+    from scipy import stats
+
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0, 10.0], [0.0, 0.5, 1.0, 1.5, 2.0]]).unsqueeze(-1)
+    moments = sample_moments(x)
+    for row, values in zip(moments, x[..., 0].double().numpy()):
+        expected = [values.mean(), values.std(), stats.skew(values), stats.kurtosis(values, fisher=False)]
+        assert torch.allclose(row, torch.tensor(expected, dtype=torch.float64))
+    sets = DistributionSets(num_items=20000, families=("exponential", "uniform")).sample(6, torch.Generator())
+    assert set(sets.labels.tolist()) == {0, 1}
+    closed_forms = torch.tensor([[2.0, 9.0], [0.0, 1.8]], dtype=torch.float64)  # exponential, uniform
+    # the exponential's sample kurtosis converges slowly (its own variance grows with the 8th moment)
+    assert torch.allclose(sample_moments(sets.x)[:, 2:], closed_forms[sets.labels], rtol=0.15, atol=0.15)
+    with pytest.raises(ValueError, match=r"x must be 1D sets"):
+        sample_moments(torch.zeros(2, 5, 2))
 
 
 def test_posterior_means_are_seeded_and_labelled_by_the_sampler():
