@@ -12,7 +12,8 @@ a batch, then over batches:
   the GP it is the joint Gaussian log-density / Nt (the joint column of BENCHMARKS.md);
 - ``tar_ll_joint_iw`` (latent models only): the same joint quantity estimated by importance
   sampling with proposal q(z | C ∪ T) and weights p(z | C) / q(z | C ∪ T), same number of
-  samples. Like ``tar_ll_joint`` it is a stochastic lower bound on log p(y_T | C) / Nt; it is
+  samples (NaN where p(z | C) cannot score foreign z: a planar flow). Like ``tar_ll_joint`` it
+  is a stochastic lower bound on log p(y_T | C) / Nt; it is
   the tighter one when q(z | C ∪ T) is close to the true posterior (a trained model) and can
   be far looser when it is not (an untrained model);
 - ``mse``: squared error of the predictive mean (the mixture mean for latent models);
@@ -36,7 +37,6 @@ from npkit.baselines.gp import fit_gp, gp_posterior
 from npkit.baselines.knn import MIN_STD, knn_predictive
 from npkit.data.evalset import EvalSet, cached_eval_set, load_eval_set, make_eval_set, save_eval_set
 from npkit.models.base import check_num_samples
-from npkit.objectives import importance_estimate
 from npkit.predictive import SampleMixture, per_sample
 from npkit.tasks import Batch, validated_inputs
 
@@ -208,11 +208,15 @@ def _joint_importance_weighted(model, batch: Batch, num_samples: int) -> float:
     p = model.posterior(batch.xc, batch.yc, batch.mask_c)
     q = model.posterior(batch.x, batch.y, batch.mask)
     z = q.rsample((num_samples,))
+    try:
+        log_p = p.log_prob(z)  # [S, B]
+    except (KeyError, NotImplementedError):  # a flow without an inverse (planar) scores only its own samples
+        return math.nan
     log_lik = 0.0  # [S, B] once summed over the chunks of targets
     for points, components in _chunks(model, batch, batch.xt, z):
         keep = None if batch.mask_t is None else batch.mask_t[:, points]
         log_lik = log_lik + _summed_log_lik(components.log_prob(batch.yt[:, points]), keep)
-    estimate = importance_estimate(log_lik, z, p, q)
+    estimate = torch.logsumexp(log_lik + log_p - q.log_prob(z), 0) - math.log(num_samples)
     num_t = batch.mask_t.sum(1) if batch.mask_t is not None else torch.full_like(estimate, batch.num_target)
     scored = num_t > 0
     return (estimate[scored] / num_t[scored]).mean().item()

@@ -5,7 +5,8 @@ convention of the published 1D GP benchmarks; ``include_context=False`` scores t
 
 - nll:  -1/N sum_n log p(y_n | x_n, C)                                   (CNP)
 - elbo: -1/N [E_q(z|C∪T) sum_n log p(y_n | x_n, z, C) - beta KL(q(z|C∪T) || p(z))],
-        p(z) = q(z|C) ("conditional", the NP paper) or N(0, I) ("fixed"), optional free bits
+        p(z) = q(z|C) ("conditional", the NP paper) or N(0, I) ("fixed"), optional free bits;
+        a posterior without ``rsample`` gradients gets the score-function gradient
 - iwae: -1/N log 1/S sum_s p(y | z_s) p(z_s|C) / q(z_s|C∪T),  z_s ~ q(z|C∪T)
 - ml:   -1/N log 1/S sum_s p(y | z_s),  z_s ~ p(z|C)  (maximum likelihood, Foong et al. 2020)
 
@@ -114,7 +115,10 @@ def elbo(
     z = q.rsample((num_samples,))
     pred = model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c)
     n = n.clamp_min(1.0)
-    log_lik = _sum_points(pred.log_prob(y), mask).mean(0) / n  # [B]
+    log_lik_s = _sum_points(pred.log_prob(y), mask) / n  # [S, B]
+    log_lik = log_lik_s.mean(0)  # [B]
+    if not q.has_rsample:
+        log_lik = log_lik + score_function_surrogate(log_lik_s, q.log_prob(z))
     kls = []
     if prior in ("conditional", "both"):
         kls.append(kl_per_dim(q, model.posterior(batch.xc, batch.yc, batch.mask_c), z))
@@ -127,6 +131,22 @@ def elbo(
     floor = free_bits * (z.shape[-1] / kl.shape[-1]) * n.reciprocal().mean()
     kl_term = kl_points.mean(0).clamp_min(floor).sum()
     return LossOutput(-(log_lik.mean() - beta * kl_term), log_lik.mean(), kl_points.sum(-1).mean())
+
+
+def score_function_surrogate(signal: Tensor, log_q: Tensor) -> Tensor:
+    """Zero-valued term [B] whose gradient is the score-function (REINFORCE) estimate of the
+    gradient of E_q[signal] with respect to q's parameters, for samples that carry no gradient:
+    mean_s (signal_s - b_s) grad log q(z_s), signal and log_q [S, B]. The baseline b_s is the mean
+    of the task's other samples (leave-one-out), or with one sample the mean over the other tasks."""
+    num_samples, num_tasks = signal.shape
+    signal = signal.detach()
+    if num_samples > 1:
+        baseline = (signal.sum(0, keepdim=True) - signal) / (num_samples - 1)
+    elif num_tasks > 1:
+        baseline = (signal.sum(1, keepdim=True) - signal) / (num_tasks - 1)
+    else:
+        baseline = torch.zeros_like(signal)
+    return ((signal - baseline) * (log_q - log_q.detach())).mean(0)
 
 
 def kl_per_dim(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
@@ -158,6 +178,10 @@ def log_marginal_estimate(
     x, y, mask, n = _scored(batch, include_context)
     p = model.posterior(batch.xc, batch.yc, batch.mask_c)
     q = p if proposal == "context" else model.posterior(batch.x, batch.y, batch.mask)
+    if not q.has_rsample and torch.is_grad_enabled():
+        raise ValueError(
+            f"iwae and ml need a reparameterised posterior to train; {type(model).__name__}'s has none: use 'elbo'"
+        )
     z = q.rsample((num_samples,))
     log_lik = _sum_points(model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c).log_prob(y), mask)  # [S, B]
     return importance_estimate(log_lik, z, p, q), n

@@ -13,6 +13,7 @@ from npkit.data import (
     FivePointSine,
     GPSampler,
     SineSampler,
+    TaskPool,
     TrueGP,
     gp1d_nps,
     make_sampler,
@@ -376,6 +377,20 @@ def test_sine_outputs_are_shifted_scaled_sines():
     assert batch.y.abs().max() > 1.0
 
 
+def test_sine_frequency_and_noise_follow_their_closed_forms():
+    """With one amplitude, phase and frequency the function is known: the residual is the noise."""
+    sampler = SineSampler(amplitude=(2.0, 2.0), phase=(0.5, 0.5), frequency=(3.0, 3.0), noise=0.1)
+    batch = sampler.sample(64, gen(0))
+    residual = batch.y - 2.0 * torch.sin(3.0 * batch.x - 0.5)
+    assert abs(residual.std().item() - 0.1) < 0.01 and abs(residual.mean().item()) < 0.01
+    exact = SineSampler(frequency=(2.0, 2.0), amplitude=(1.0, 1.0), phase=(0.0, 0.0)).sample(4, gen(0))
+    assert torch.allclose(exact.y, torch.sin(2.0 * exact.x), atol=1e-6)
+    with pytest.raises(ValueError, match="noise must be a std >= 0"):
+        SineSampler(noise=-1.0)
+    with pytest.raises(ValueError, match="frequency must be"):
+        SineSampler(frequency=(2.0, 1.0))
+
+
 def test_kernel_for_a_preset_without_kernels_is_reported():
     with pytest.raises(ValueError, match="'sine5' has no kernel"):
         make_sampler("sine5", kernel="rbf")
@@ -385,3 +400,30 @@ def test_true_gp_to_moves_a_per_task_noise_tensor():
     noise = torch.tensor([0.1, 0.2], dtype=torch.float64)
     gp = TrueGP("rbf", noise.clone(), noise.clone(), None, noise).to("meta")
     assert gp.noise_std.device.type == "meta" and gp.scale.device.type == "meta"
+
+
+# --------------------------------------------------------------------------- task pool
+
+
+def test_task_pool_only_serves_its_own_functions_split_into_context_and_targets():
+    sine = SineSampler(amplitude=(0.5, 5.0), frequency=(0.5, 2.0))
+    pool = TaskPool.draw(sine, num_tasks=6, num_points=30, generator=gen(0), num_context=(1, 8), num_target=(5, 10))
+    assert pool.x.shape == (6, 30, 1) and pool.num_tasks == 6
+    batch = pool.sample(16, gen(1))
+    assert 1 <= batch.num_context <= 8 and 5 <= batch.num_target <= 10
+    # every (x, y) pair of the batch is a point of one pool task, and a task's points are all distinct
+    for b in range(16):
+        x, y = batch.x[b, :, 0], batch.y[b, :, 0]
+        owners = [t for t in range(6) if all((pool.x[t, :, 0] == v).any() for v in x)]
+        assert len(owners) == 1
+        t = owners[0]
+        index = (pool.x[t, :, 0].unsqueeze(0) == x.unsqueeze(1)).float().argmax(1)
+        assert torch.equal(pool.y[t, index, 0], y) and len(set(index.tolist())) == len(index)
+    assert torch.equal(pool.sample(4, gen(5)).y, pool.sample(4, gen(5)).y)  # seeded
+
+
+def test_task_pool_rejects_counts_beyond_its_points():
+    with pytest.raises(ValueError, match=r"num_context\[1\] \+ num_target\[0\] <= num_points = 10"):
+        TaskPool(torch.zeros(2, 10, 1), torch.zeros(2, 10, 1), num_context=(1, 8), num_target=(3, 4))
+    with pytest.raises(ValueError, match="x and y must be"):
+        TaskPool(torch.zeros(2, 10, 1), torch.zeros(3, 10, 1))

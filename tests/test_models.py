@@ -65,15 +65,15 @@ def close(a, b, atol=1e-10):
 # --------------------------------------------------------------------------- building
 
 
-def test_registry_holds_the_four_neural_processes_and_the_statistician():
-    assert sorted(MODELS) == ["anp", "cnp", "lnp", "np", "statistician"]
+def test_registry_holds_the_four_neural_processes_deep_prior_and_the_statistician():
+    assert sorted(MODELS) == ["anp", "cnp", "deep_prior", "lnp", "np", "statistician"]
     assert [MODELS[n].is_latent for n in ALL] == [False, True, True, True]
 
 
 def test_build_model_with_unknown_name_lists_the_choices():
     with pytest.raises(
         ValueError,
-        match=r"unknown model 'transformer'; expected one of \['anp', 'cnp', 'lnp', 'np', 'statistician'\]",
+        match=r"unknown model 'transformer'; expected one of \['anp', 'cnp', 'deep_prior', 'lnp', 'np', 'statistician'\]",
     ):
         build_model("transformer")
 

@@ -12,6 +12,7 @@ import torch
 from npkit.data.functions import FivePointSine, SawtoothSampler, SineSampler
 from npkit.data.gp import KERNELS, GPSampler, TrueGP, gp1d, gp1d_nps
 from npkit.data.images import ImageSampler, mask_pixels, pixel_grid, to_image
+from npkit.data.pool import TaskPool
 from npkit.data.sampling import FunctionSampler, TaskSampler
 from npkit.data.sets import DistributionSets, PointSets, SetBatch, spatial_digits, spatial_mnist
 
@@ -236,6 +237,7 @@ __all__ = [
     "SawtoothSampler",
     "SetBatch",
     "SineSampler",
+    "TaskPool",
     "TaskSampler",
     "TrueGP",
     "gp1d",

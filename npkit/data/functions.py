@@ -14,7 +14,8 @@ from npkit.tasks import Batch
 
 @dataclass
 class SineSampler(FunctionSampler):
-    """y = A sin(x - phase) with A ~ U(amplitude), phase ~ U(phase); the MAML sine family."""
+    """y = A sin(f x - phase) + noise * eps with A ~ U(amplitude), f ~ U(frequency), phase ~
+    U(phase), eps ~ N(0, 1) per point; the defaults (f = 1, no noise) are the MAML sine family."""
 
     x_range: tuple[float, float] = (-5.0, 5.0)
     num_context: tuple[int, int] = (3, 20)
@@ -22,11 +23,27 @@ class SineSampler(FunctionSampler):
     max_points: int | None = 50
     amplitude: tuple[float, float] = (0.1, 5.0)
     phase: tuple[float, float] = (0.0, math.pi)
+    frequency: tuple[float, float] = (1.0, 1.0)
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("amplitude", "phase", "frequency"):
+            low, high = getattr(self, name)
+            if not low <= high:
+                raise ValueError(f"{name} must be (low, high) with low <= high, got {getattr(self, name)}")
+        if not self.noise >= 0:
+            raise ValueError(f"noise must be a std >= 0, got {self.noise}")
 
     def functions(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, None]:
         amplitude = uniform((x.shape[0], 1, 1), *self.amplitude, generator)
         phase = uniform((x.shape[0], 1, 1), *self.phase, generator)
-        return amplitude * torch.sin(x - phase), None
+        fixed = self.frequency == (1.0, 1.0)  # drawn only when it varies: the MAML tasks stay as they were
+        frequency = 1.0 if fixed else uniform((x.shape[0], 1, 1), *self.frequency, generator)
+        y = amplitude * torch.sin(frequency * x - phase)
+        if self.noise > 0:
+            y = y + self.noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        return y, None
 
 
 @dataclass

@@ -9,11 +9,12 @@ from __future__ import annotations
 from npkit.models.anp import ANP, ANPConfig
 from npkit.models.base import LatentConfig, ModelConfig, NeuralProcess
 from npkit.models.cnp import CNP
+from npkit.models.deep_prior import DeepPrior, DeepPriorConfig
 from npkit.models.lnp import LatentCNP
 from npkit.models.np import NP
 from npkit.models.statistician import NeuralStatistician, StatisticianConfig
 
-MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, LatentCNP, NP, ANP)}
+MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, LatentCNP, NP, ANP, DeepPrior)}
 
 
 def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
@@ -37,6 +38,8 @@ register_model(NeuralStatistician)
 __all__ = [
     "ANP",
     "CNP",
+    "DeepPrior",
+    "DeepPriorConfig",
     "MODELS",
     "NP",
     "ANPConfig",

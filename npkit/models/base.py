@@ -134,13 +134,21 @@ class LatentPath(nn.Module):
         self.head = mlp(cfg.r_dim, cfg.hidden_dim, 2 * cfg.z_dim, cfg.latent_head_layers)
         self.min_sigma, self.sigma = cfg.latent_min_sigma, cfg.latent_sigma
 
-    def forward(self, x: Tensor, y: Tensor, mask: Tensor | None) -> Distribution:
-        mu, raw = at_least_float32(self.head(self.encoder(torch.cat([x, y], -1), mask))).chunk(2, dim=-1)
+    def summary(self, x: Tensor, y: Tensor, mask: Tensor | None) -> Tensor:
+        """The pooled encoding s [B, r_dim] of the set {(x_i, y_i)}."""
+        return self.encoder(torch.cat([x, y], -1), mask)
+
+    def gaussian(self, s: Tensor) -> Distribution:
+        """N(mu(s), sigma(s)) from the summary s [B, r_dim]: batch [B], event [z_dim]."""
+        mu, raw = at_least_float32(self.head(s)).chunk(2, dim=-1)
         if self.sigma == "softplus":
             sigma = self.min_sigma + F.softplus(raw)
         else:
             sigma = self.min_sigma + (1 - self.min_sigma) * torch.sigmoid(raw)
         return Independent(Normal(mu, sigma), 1)
+
+    def forward(self, x: Tensor, y: Tensor, mask: Tensor | None) -> Distribution:
+        return self.gaussian(self.summary(x, y, mask))
 
 
 class Decoder(nn.Module):
