@@ -23,7 +23,8 @@ Three collapse modes, and one milder symptom, are told apart (see ``docs/collaps
   estimated as mean_n [log q(z_n | C_n) - log 1/N sum_m q(z_n | C_m)] with z_n ~ q(z | C_n)
   (Hoffman & Johnson 2016); between 0 and log N nats.
 
-  Both use q(z | C), the distribution predictions are drawn from, rather than q(z | C ∪ T):
+  Both use q(z | C), the distribution predictions are drawn from, rather than q(z | C ∪ T)
+  (both NaN for a posterior that scores only its own samples: planar flows);
   on a task family with one function (the critique's sine5) every C ∪ T is the same set, so
   only the contexts differ between tasks;
 - ``z_effect``: the RMS change of the predictive mean at the targets when each task decodes the
@@ -49,7 +50,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from npkit.objectives import kl_per_dim
+from npkit.objectives import foreign_log_prob, kl_per_dim
 from npkit.predictive import sample_functions
 
 ACTIVE_VARIANCE = 0.01  # a unit is active when Var_tasks(E_q[z_d]) exceeds this (Burda et al. 2016)
@@ -115,7 +116,9 @@ def mutual_information(posterior, num_samples: int = 1) -> Tensor:
     z = posterior.sample((num_samples,))  # [S, N, z_dim]
     n = z.shape[1]
     own = posterior.log_prob(z)  # [S, N]
-    cross = posterior.log_prob(z.unsqueeze(2))  # [S, N, N]: q_m(z_n), the batch broadcast over m
+    cross = foreign_log_prob(posterior, z.unsqueeze(2).expand(-1, -1, n, -1))  # [S, N, N]: q_m(z_n)
+    if cross is None:
+        return torch.tensor(math.nan)
     aggregate = torch.logsumexp(cross, dim=-1) - math.log(n)
     return (own - aggregate).mean()
 
@@ -156,7 +159,9 @@ def diagnose(
             q_context = model.posterior(batch.xc, batch.yc, batch.mask_c)
             q_full = model.posterior(batch.x, batch.y, batch.mask)
             (_, std_full), (mean_context, std_context) = _moments(q_full), _moments(q_context)
-            kl = kl_per_dim(q_full, q_context, q_full.sample((MOMENT_SAMPLES,))).sum(-1)  # [B]
+            z_full = q_full.sample((MOMENT_SAMPLES,))
+            scorable = foreign_log_prob(q_context, z_full) is not None
+            kl = kl_per_dim(q_full, q_context, z_full).sum(-1) if scorable else torch.tensor(math.nan)  # [B]
             draws = sample_functions(model, batch.xc, batch.yc, batch.xt, num_samples)  # [S, B, Nt, Dy]
             at_targets = draws.std(0).mean().item()
             swapped = model(batch.xc, batch.yc, batch.xt, z=q_context.sample((num_samples,)).roll(1, dims=1))

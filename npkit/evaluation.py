@@ -37,6 +37,7 @@ from npkit.baselines.gp import fit_gp, gp_posterior
 from npkit.baselines.knn import MIN_STD, knn_predictive
 from npkit.data.evalset import EvalSet, cached_eval_set, load_eval_set, make_eval_set, save_eval_set
 from npkit.models.base import check_num_samples
+from npkit.objectives import foreign_log_prob
 from npkit.predictive import SampleMixture, per_sample
 from npkit.tasks import Batch, validated_inputs
 
@@ -208,9 +209,8 @@ def _joint_importance_weighted(model, batch: Batch, num_samples: int) -> float:
     p = model.posterior(batch.xc, batch.yc, batch.mask_c)
     q = model.posterior(batch.x, batch.y, batch.mask)
     z = q.rsample((num_samples,))
-    try:
-        log_p = p.log_prob(z)  # [S, B]
-    except (KeyError, NotImplementedError):  # a flow without an inverse (planar) scores only its own samples
+    log_p = foreign_log_prob(p, z)  # [S, B]
+    if log_p is None:
         return math.nan
     log_lik = 0.0  # [S, B] once summed over the chunks of targets
     for points, components in _chunks(model, batch, batch.xt, z):

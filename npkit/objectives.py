@@ -149,6 +149,15 @@ def score_function_surrogate(signal: Tensor, log_q: Tensor) -> Tensor:
     return ((signal - baseline) * (log_q - log_q.detach())).mean(0)
 
 
+def foreign_log_prob(q: Distribution, z: Tensor) -> Tensor | None:
+    """log q(z) at points z [..., B, z_dim] that q did not sample itself, or None where q cannot
+    score them: a flow without an inverse (Pyro's planar flows) scores only its own samples."""
+    try:
+        return q.log_prob(z)
+    except (KeyError, NotImplementedError):  # Pyro raises KeyError when the inverse is not cached
+        return None
+
+
 def kl_per_dim(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
     """KL(q || p) per task, [B, K]: analytic per latent dimension (K = z_dim) when q and p are
     factorised (``Independent``) with a KL registered in torch; otherwise the Monte-Carlo estimate

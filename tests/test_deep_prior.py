@@ -3,6 +3,8 @@ gradient of the non-reparameterised posterior, training and checkpoints."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.distributions import Independent, TransformedDistribution
@@ -116,3 +118,19 @@ def test_bad_options_name_the_option():
         build_model("deep_prior", posterior="sylvester")
     with pytest.raises(ValueError, match="flow_steps"):
         build_model("deep_prior", flow_steps=0)
+
+
+@pytest.mark.parametrize("posterior", ["planar", "iaf"])
+def test_flow_posteriors_are_diagnosed_and_evaluated(posterior):
+    """The planar flow cannot score foreign z: its KL, mutual information and importance-weighted
+    joint log-likelihood are NaN; the IAF (invertible) gets every number; both get a verdict."""
+    from npkit.diagnostics import diagnose
+    from npkit.evaluation import evaluate
+
+    model = small(posterior)
+    d = diagnose(model, SINE, num_tasks=16, num_samples=8)
+    metrics = evaluate(model, [batch(seed=s) for s in range(2)], num_samples=8)
+    finite = posterior == "iaf"
+    for value in (d.kl, d.mutual_information, metrics["tar_ll_joint_iw"]):
+        assert math.isfinite(value) == finite
+    assert d.verdict and math.isfinite(d.std_context) and math.isfinite(metrics["tar_ll"])
