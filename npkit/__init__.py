@@ -17,6 +17,7 @@ from npkit.models import (
     CNP,
     MODELS,
     NP,
+    VAE,
     ANPConfig,
     DeepPrior,
     DeepPriorConfig,
@@ -24,10 +25,22 @@ from npkit.models import (
     LatentConfig,
     ModelConfig,
     NeuralProcess,
+    VAEConfig,
     build_model,
     register_model,
 )
-from npkit.objectives import OBJECTIVES, KLAnnealing, LossOutput, elbo, get_objective, iwae, ml, nll
+from npkit.objectives import (
+    OBJECTIVES,
+    KLAnnealing,
+    LossOutput,
+    elbo,
+    get_objective,
+    importance_log_likelihood,
+    iwae,
+    ml,
+    nll,
+    vae_elbo,
+)
 from npkit.predictive import SampleMixture, predict, sample_functions
 from npkit.runs import CheckpointError, load_model, save_model
 from npkit.tasks import Batch
@@ -55,6 +68,10 @@ _LAZY = {
     "fraction_tasks": "npkit.completion",
     "evaluate_fractions": "npkit.completion",
     "sample_diversity": "npkit.completion",
+    "np_model_guide": "npkit.pyro",
+    "vae_model_guide": "npkit.pyro",
+    "train_svi": "npkit.pyro",
+    "train_vae_svi": "npkit.pyro",
 }
 
 
@@ -94,10 +111,13 @@ __all__ = [
     "SawtoothSampler",
     "SineSampler",
     "TrainConfig",
+    "VAE",
+    "VAEConfig",
     "build_model",
     "elbo",
     "fit",
     "get_objective",
+    "importance_log_likelihood",
     "iwae",
     "load_model",
     "make_sampler",
@@ -107,5 +127,6 @@ __all__ = [
     "register_model",
     "sample_functions",
     "save_model",
+    "vae_elbo",
     *_LAZY,
 ]

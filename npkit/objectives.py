@@ -32,10 +32,12 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from npkit.models.base import NeuralProcess, check_num_samples
 from npkit.models.statistician import NeuralStatistician
+from npkit.models.vae import VAE
 from npkit.tasks import Batch
 
 if TYPE_CHECKING:
     from npkit.data.sets import SetBatch
+    from npkit.data.vectors import VectorBatch
 
 
 @dataclass
@@ -256,12 +258,58 @@ def statistician_elbo(model: NeuralStatistician, batch: SetBatch) -> LossOutput:
     return LossOutput(-(terms["log_lik"] - kl), terms["log_lik"], kl)
 
 
+def _vae_log_lik(model: VAE, p_x: Distribution, x: Tensor) -> Tensor:
+    """log p(x | z_s) [S, B] for p_x with batch [S, B] and x [B, x_dim]."""
+    if model.config.likelihood == "bernoulli" and not ((x == 0) | (x == 1)).all():
+        raise ValueError("the bernoulli likelihood needs x in {0, 1}: binarise the data (ImageVectors(binarize=True))")
+    return p_x.log_prob(x.expand(p_x.batch_shape + x.shape[-1:]))
+
+
+def _vae_labels(model: VAE, labels: Tensor | None) -> Tensor | None:
+    """The batch's labels for a conditional VAE; an unconditional one ignores them."""
+    return labels if model.config.num_classes else None
+
+
+def _check_vae(model: VAE, objective: str) -> None:
+    if not isinstance(model, VAE):
+        raise TypeError(f"{objective} needs a VAE, got {type(model).__name__}")
+
+
+def vae_elbo(model: VAE, batch: VectorBatch, num_samples: int = 1) -> LossOutput:
+    """Negative ELBO per image (nats, not per pixel) on a :class:`~npkit.data.vectors.VectorBatch`:
+
+        loss = -mean_b [1/S sum_s log p(x_b | z_s) - beta KL(q(z | x_b) || N(0, I))],  z_s ~ q(z | x_b)
+
+    with ``beta`` from the model's config and the KL analytic; ``log_lik`` and ``kl`` are the two
+    terms averaged over the batch, so loss = -(log_lik - beta * kl)."""
+    _check_vae(model, "vae_elbo")
+    out = model(batch.x, _vae_labels(model, batch.labels), num_samples)
+    log_lik = _vae_log_lik(model, out.p_x, batch.x).mean(0).mean()
+    kl = kl_divergence(out.q_z, model.prior(batch.x.shape[0])).mean()
+    return LossOutput(-(log_lik - model.config.beta * kl), log_lik, kl)
+
+
+def importance_log_likelihood(model: VAE, x: Tensor, num_samples: int = 500, labels: Tensor | None = None) -> Tensor:
+    """Importance-sampled log p(x) per image, [B] (Burda et al. 2016), for x [B, x_dim]:
+
+        log 1/K sum_k p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z | x)
+
+    a stochastic lower bound on log p(x), tight as K grows (K = 1: the ELBO with beta = 1). Memory
+    grows as K * B * x_dim: chunk large test sets over images."""
+    _check_vae(model, "importance_log_likelihood")
+    labels = _vae_labels(model, labels)
+    q = model.encode(x, labels)
+    z = q.sample((check_num_samples(num_samples),))
+    return importance_estimate(_vae_log_lik(model, model.decode(z, labels), x), z, model.prior(x.shape[0]), q)
+
+
 OBJECTIVES: dict[str, Callable[..., LossOutput]] = {
     "nll": nll,
     "elbo": elbo,
     "iwae": iwae,
     "ml": ml,
     "statistician_elbo": statistician_elbo,
+    "vae_elbo": vae_elbo,
 }
 Objective = Callable[[NeuralProcess, Batch], LossOutput]
 StepObjective = Callable[[NeuralProcess, Batch, int], LossOutput]

@@ -65,15 +65,16 @@ def close(a, b, atol=1e-10):
 # --------------------------------------------------------------------------- building
 
 
-def test_registry_holds_the_four_neural_processes_deep_prior_and_the_statistician():
-    assert sorted(MODELS) == ["anp", "cnp", "deep_prior", "lnp", "np", "statistician"]
+def test_registry_holds_the_neural_processes_the_statistician_and_the_vae():
+    assert sorted(MODELS) == ["anp", "cnp", "deep_prior", "lnp", "np", "statistician", "vae"]
     assert [MODELS[n].is_latent for n in ALL] == [False, True, True, True]
 
 
 def test_build_model_with_unknown_name_lists_the_choices():
     with pytest.raises(
         ValueError,
-        match=r"unknown model 'transformer'; expected one of \['anp', 'cnp', 'deep_prior', 'lnp', 'np', 'statistician'\]",
+        match=r"unknown model 'transformer'; expected one of "
+        r"\['anp', 'cnp', 'deep_prior', 'lnp', 'np', 'statistician', 'vae'\]",
     ):
         build_model("transformer")
 

@@ -15,6 +15,7 @@ from npkit.data.images import ImageSampler, mask_pixels, pixel_grid, to_image
 from npkit.data.pool import TaskPool
 from npkit.data.sampling import FunctionSampler, TaskSampler
 from npkit.data.sets import DistributionSets, PointSets, SetBatch, spatial_digits, spatial_mnist
+from npkit.data.vectors import ImageVectors, VectorBatch, digit_vectors, mnist_vectors
 
 # scikit-learn's digits have no official split: the last DIGITS_TEST images are the test split.
 DIGITS_TEST = 360
@@ -233,6 +234,7 @@ __all__ = [
     "FunctionSampler",
     "GPSampler",
     "ImageSampler",
+    "ImageVectors",
     "PointSets",
     "SawtoothSampler",
     "SetBatch",
@@ -240,11 +242,14 @@ __all__ = [
     "TaskPool",
     "TaskSampler",
     "TrueGP",
+    "VectorBatch",
+    "digit_vectors",
     "gp1d",
     "gp1d_nps",
     "digits_split",
     "make_sampler",
     "mask_pixels",
+    "mnist_vectors",
     "pixel_grid",
     "preset_options",
     "spatial_digits",

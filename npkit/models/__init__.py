@@ -13,6 +13,7 @@ from npkit.models.deep_prior import DeepPrior, DeepPriorConfig
 from npkit.models.lnp import LatentCNP
 from npkit.models.np import NP
 from npkit.models.statistician import NeuralStatistician, StatisticianConfig
+from npkit.models.vae import VAE, VAEConfig
 
 MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, LatentCNP, NP, ANP, DeepPrior)}
 
@@ -33,6 +34,7 @@ def build_model(name: str, **options) -> NeuralProcess:
 
 
 register_model(NeuralStatistician)
+register_model(VAE)
 
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "NeuralProcess",
     "NeuralStatistician",
     "StatisticianConfig",
+    "VAE",
+    "VAEConfig",
     "build_model",
     "register_model",
 ]
