@@ -13,7 +13,8 @@ finished run is reused, an interrupted one resumed. Then:
    ``--num-datasets`` held-out synthetic datasets by family, for the untrained (same initial seed)
    and the trained model, beside the same scores of each set's mean, std, skewness and kurtosis;
 3. few-shot accuracy on the digits 5-9 never seen in training (test split): 5-way, 1 and 5 example
-   sets per class, 5 query sets per class, ``--episodes`` episodes, ± standard error over episodes;
+   sets per class, 5 query sets per class, ``--episodes`` episodes, ± standard error over episodes,
+   for the trained and untrained statistician and for the points' 8x8 occupancy histogram;
 4. figures (``npkit.plot_sets``) in ``--figures``.
 """
 
@@ -34,7 +35,14 @@ from npkit.models import build_model
 from npkit.objectives import statistician_elbo
 from npkit.plot_sets import plot_statistician
 from npkit.runs import load_trained
-from npkit.statistician_eval import few_shot_accuracy, knn_accuracy, posterior_means, sample_moments, silhouette
+from npkit.statistician_eval import (
+    few_shot_accuracy,
+    knn_accuracy,
+    occupancy_histogram,
+    posterior_means,
+    sample_moments,
+    silhouette,
+)
 from npkit.train import default_threads
 
 PRESETS = ("statistician-synthetic", "statistician-digits")
@@ -118,15 +126,21 @@ def main() -> None:
     name, options = split_section(digits["data"])
     unseen = make_sampler(name, **{**options, "split": "test", "classes": [5, 6, 7, 8, 9]})
     model = load_trained(runs["statistician-digits"])
-    results = few_shot_accuracy(model, unseen, shots=(1, 5), ways=5, queries=5, episodes=args.episodes, seed=args.seed)
+    episodes = dict(shots=(1, 5), ways=5, queries=5, episodes=args.episodes, seed=args.seed)
+    rows = {
+        "trained statistician (posterior means of c)": few_shot_accuracy(model, unseen, **episodes),
+        "untrained statistician": few_shot_accuracy(initial_model(digits), unseen, **episodes),
+        "8x8 occupancy histogram of the points (reference)": few_shot_accuracy(occupancy_histogram, unseen, **episodes),
+    }
     print(
         f"\nfew-shot on unseen digits 5-9 ({unseen.source}, trained on {list(options['classes'])}): 5-way, "
-        f"5 query sets per class, {args.episodes} episodes, seed {args.seed}; "
-        "prototype = mean of the example sets' posterior means"
+        f"5 query sets per class, {args.episodes} episodes, seed {args.seed}; prototype = mean of the "
+        "example sets' features; accuracy ± standard error over episodes (chance 0.2)"
     )
-    print("| shots | accuracy | ± s.e. |\n|---|---|---|")
-    for shots, r in results.items():
-        print(f"| {shots} | {r['accuracy']:.3f} | {r['stderr']:.3f} |")
+    print("| features | 1-shot | 5-shot |\n|---|---|---|")
+    for name, results in rows.items():
+        cells = " | ".join(f"{results[k]['accuracy']:.3f} ± {results[k]['stderr']:.3f}" for k in (1, 5))
+        print(f"| {name} | {cells} |")
     every_class = make_sampler(name, **{**options, "split": "test", "classes": None})
     seen = make_sampler(name, **{**options, "split": "test"})
     out = figures / "statistician-digits"

@@ -5,7 +5,7 @@
   that label can be read off them; :func:`sample_moments`: the reference features (mean, std,
   skewness, kurtosis of each 1D set) to read the same labels from;
 - :func:`few_shot_accuracy`: classes never seen in training told apart by the nearest posterior
-  mean of c, from k example sets per class;
+  mean of c, from k example sets per class (:func:`occupancy_histogram`: the reference features);
 - :func:`summary_points`: the few items of a set that best stand for all of it;
 - :func:`elbo_on`: the ELBO terms on held-out datasets.
 
@@ -79,6 +79,18 @@ def sample_moments(x: Tensor) -> Tensor:
     return torch.stack([mean[:, 0], std[:, 0], standard.pow(3).mean(1), standard.pow(4).mean(1)], -1)
 
 
+def occupancy_histogram(x: Tensor, bins: int = 8) -> Tensor:
+    """The fraction of each point set's points in every cell of a ``bins`` x ``bins`` grid over
+    [0, 1]^2, x [batch, n_items, 2] -> [batch, bins * bins] (float64): the plain features a learnt c
+    of spatial sets can be compared with (``few_shot_accuracy(occupancy_histogram, ...)``)."""
+    if x.dim() != 3 or x.shape[-1] != 2:
+        raise ValueError(f"x must be 2D point sets [batch, n_items, 2], got {list(x.shape)}")
+    cell = (x.double().clamp(0.0, 1.0 - 1e-9) * bins).long()  # [B, N, 2]
+    index = cell[..., 0] * bins + cell[..., 1]
+    counts = torch.zeros(x.shape[0], bins * bins, dtype=torch.float64)
+    return counts.scatter_add_(1, index, torch.ones_like(index, dtype=torch.float64)) / x.shape[1]
+
+
 def few_shot_accuracy(
     model,
     sets: PointSets,
@@ -89,6 +101,8 @@ def few_shot_accuracy(
     seed: int = 0,
 ) -> dict[int, dict[str, float]]:
     """Few-shot classification by the nearest posterior mean of c, per number of ``shots``.
+    ``model`` is a statistician, or any callable x [B, N, D] -> features [B, F] to score instead
+    (a reference such as :func:`occupancy_histogram`).
 
     Each episode draws ``ways`` classes of ``sets`` and, per class, ``shots + queries`` distinct
     images, each seen as one point set. A class's prototype is the centroid of the means of
@@ -98,6 +112,7 @@ def few_shot_accuracy(
     """
     from sklearn.neighbors import KNeighborsClassifier
 
+    embed = (lambda x: statistic_means(model, x)) if hasattr(model, "statistic") else model
     classes = sorted(set(sets.labels.tolist()))
     if ways < 2 or ways > len(classes):
         raise ValueError(f"ways must lie in [2, {len(classes)}] (the classes of {sets.source}), got {ways}")
@@ -117,9 +132,9 @@ def few_shot_accuracy(
                 query.append(images[k:])
             support_sets = sets.points_of(torch.cat(support), generator)
             query_sets = sets.points_of(torch.cat(query), generator)
-            prototypes = statistic_means(model, support_sets.x).view(ways, k, -1).mean(1)  # [ways, c_dim]
+            prototypes = embed(support_sets.x).view(ways, k, -1).mean(1)  # [ways, c_dim]
             nearest = KNeighborsClassifier(n_neighbors=1).fit(prototypes.numpy(), support_sets.labels[::k].numpy())
-            predicted = torch.from_numpy(nearest.predict(statistic_means(model, query_sets.x).numpy()))
+            predicted = torch.from_numpy(nearest.predict(embed(query_sets.x).numpy()))
             accuracies.append((predicted == query_sets.labels).double().mean().item())
         spread = statistics.stdev(accuracies) / math.sqrt(episodes) if episodes > 1 else math.nan
         results[k] = {"accuracy": statistics.fmean(accuracies), "stderr": spread, "episodes": episodes}

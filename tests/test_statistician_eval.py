@@ -17,6 +17,7 @@ from npkit.models import build_model
 from npkit.statistician_eval import (
     few_shot_accuracy,
     knn_accuracy,
+    occupancy_histogram,
     posterior_means,
     sample_moments,
     silhouette,
@@ -111,6 +112,20 @@ def test_few_shot_is_at_chance_when_the_posterior_is_constant():
     constant = StubStatistic(lambda x: torch.zeros(x.shape[0], 2, dtype=torch.float64))
     scores = few_shot_accuracy(constant, one_column_per_class(), shots=(1,), ways=5, queries=2, episodes=20)
     assert scores[1]["accuracy"] == pytest.approx(1 / 5)
+
+
+def test_occupancy_histogram_counts_points_per_cell_and_scores_few_shot_as_features():
+    x = torch.tensor([[[0.05, 0.05], [0.05, 0.06], [0.99, 0.51], [1.0, 1.0]]])
+    histogram = occupancy_histogram(x, bins=2)  # cells (row, column): (0, 0) twice, (1, 1) twice
+    assert torch.equal(histogram, torch.tensor([[0.5, 0.0, 0.0, 0.5]], dtype=torch.float64))
+    # one column of ink per class (points spread over every row): the column marginal of a 10-bin
+    # histogram names the class, a 1-bin histogram cannot
+    columns = lambda x: occupancy_histogram(x, 10).view(-1, 10, 10).sum(1)
+    perfect = few_shot_accuracy(columns, one_column_per_class(), (1,), queries=2, episodes=9)
+    blind = few_shot_accuracy(lambda x: occupancy_histogram(x, 1), one_column_per_class(), (1,), queries=2, episodes=20)
+    assert perfect[1]["accuracy"] == 1.0 and blind[1]["accuracy"] == pytest.approx(1 / 5)
+    with pytest.raises(ValueError, match="2D point sets"):
+        occupancy_histogram(torch.zeros(2, 5, 1))
 
 
 def test_few_shot_refuses_more_ways_than_classes():
