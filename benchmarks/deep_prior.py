@@ -2,11 +2,12 @@
 and test MSE over seeds, beside a published replication, and posterior function samples as the
 number of observed points grows.
 
-    python benchmarks/deep_prior.py [--seeds 3] [--steps 10000] [--jobs 1] [--out runs/deep-prior] [--figures DIR]
+    python benchmarks/deep_prior.py [--seeds 3] [--steps 20000] [--jobs 1] [--out runs/deep-prior] [--figures DIR]
 
 Every run trains the ``deep-prior-sine`` preset (configs/deep-prior-sine.yaml: y = A sin(f x - phase)
 + 0.1 eps, A ~ U(0.1, 5), f ~ U(0.5, 2), phase ~ U(0, pi), x ~ U(-5, 5); z of 8 dims, prior N(0, I),
-ELBO with the fixed prior and 4 z samples) with one posterior variant and one seed, on a finite
+ELBO with the fixed prior, 4 z samples and the KL weight warmed up over 5k steps) with one posterior
+variant and one seed, on a finite
 pool of ``--pool-tasks`` functions of 50 points (data seed 0, the same for every run). Then:
 
 - train MSE: the pool's first 500 functions; test MSE: 500 fresh functions (their own seed); each
@@ -160,7 +161,7 @@ def samples_figure(folder: Path, seed: int, steps: int) -> Figure:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10000)
+    parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--pool-tasks", type=int, default=1000, help="functions in the training pool")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--report", action="store_true", help="tabulate the finished runs, train nothing")
