@@ -7,8 +7,8 @@ number of observed points grows.
 Every run trains the ``deep-prior-sine`` preset (configs/deep-prior-sine.yaml: y = A sin(f x - phase)
 + 0.1 eps, A ~ U(0.1, 5), f ~ U(0.5, 2), phase ~ U(0, pi), x ~ U(-5, 5); z of 8 dims, prior N(0, I),
 ELBO with the fixed prior, 4 z samples and the KL weight warmed up over 5k steps) with one posterior
-variant and one seed, on a finite
-pool of ``--pool-tasks`` functions of 50 points (data seed 0, the same for every run). Then:
+variant and one seed, on a finite pool of ``--pool-tasks`` functions of 50 points (data seed 0, the
+same for every run). Then:
 
 - train MSE: the pool's first 500 functions; test MSE: 500 fresh functions (their own seed); each
   function seen with K = 1, 2, 4, 8, 16 of its points as context and 20 others as targets, the
