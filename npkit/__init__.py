@@ -10,7 +10,17 @@ Heavy parts (GPyTorch baselines, matplotlib plots, Lightning Fabric) load on fir
 
 from importlib import import_module
 
-from npkit.data import PRESETS, FivePointSine, GPSampler, ImageSampler, SawtoothSampler, SineSampler, make_sampler
+from npkit.data import (
+    PRESETS,
+    FivePointSine,
+    GPSampler,
+    GroupedTasks,
+    ImageSampler,
+    SawtoothSampler,
+    SineSampler,
+    TaskSampler,
+    make_sampler,
+)
 from npkit.likelihoods import LIKELIHOODS, Bernoulli, Gaussian, Likelihood
 from npkit.models import (
     ANP,
@@ -72,6 +82,7 @@ _LAZY = {
     "vae_model_guide": "npkit.pyro",
     "train_svi": "npkit.pyro",
     "train_vae_svi": "npkit.pyro",
+    "NPRegressor": "npkit.estimator",
 }
 
 
@@ -99,6 +110,7 @@ __all__ = [
     "FivePointSine",
     "GPSampler",
     "Gaussian",
+    "GroupedTasks",
     "ImageSampler",
     "KLAnnealing",
     "LatentCNP",
@@ -110,6 +122,7 @@ __all__ = [
     "SampleMixture",
     "SawtoothSampler",
     "SineSampler",
+    "TaskSampler",
     "TrainConfig",
     "VAE",
     "VAEConfig",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from npkit.data.arrays import GroupedTasks
 from npkit.data.functions import FivePointSine, SawtoothSampler, SineSampler
 from npkit.data.gp import KERNELS, GPSampler, TrueGP, gp1d, gp1d_nps
 from npkit.data.images import ImageSampler, mask_pixels, pixel_grid, to_image
@@ -233,6 +234,7 @@ __all__ = [
     "DistributionSets",
     "FunctionSampler",
     "GPSampler",
+    "GroupedTasks",
     "ImageSampler",
     "ImageVectors",
     "PointSets",

@@ -81,3 +81,11 @@ class FunctionSampler(ABC):
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         return self.sample_with_truth(batch_size, generator)[0]
+
+
+# Your own data as tasks: TaskSampler.from_arrays(X, y, groups=...) / .from_dataframe(df, x=..., y=..., group=...).
+from npkit.data.arrays import GroupedTasks  # noqa: E402  (imports only npkit.tasks: no cycle)
+
+TaskSampler.from_arrays, TaskSampler.from_dataframe = map(
+    staticmethod, (GroupedTasks.from_arrays, GroupedTasks.from_dataframe)
+)
