@@ -10,17 +10,17 @@ import torch
 import npkit.evaluation as evaluation
 import npkit.models.base as base
 from npkit.evaluation import evaluate
-from npkit.models import build_model
+from npkit.models import MODELS, build_model
 from npkit.predictive import predict
 from npkit.tasks import Batch
 
-ALL = ["cnp", "lnp", "np", "anp"]
+ALL = ["cnp", "canp", "lnp", "np", "anp"]
 HIDDEN = 16
 
 
 def make(name: str, y_dim: int = 2):
     torch.manual_seed(0)
-    latent = {} if name == "cnp" else {"z_dim": 4}
+    latent = {"z_dim": 4} if MODELS[name].is_latent else {"global_paths": 1}  # CNPs: two concatenated paths
     sizes = dict(hidden_dim=HIDDEN, r_dim=HIDDEN, **latent)
     model = build_model(name, x_dim=2, y_dim=y_dim, init="normal", init_std=0.3, **sizes)
     return model.eval()
@@ -170,7 +170,8 @@ def test_recomputed_training_chunks_give_the_same_loss_and_gradients(name, monke
     from npkit.objectives import get_objective
 
     batch = image_like(masked=True).to("cpu", torch.float64)
-    objective = get_objective("nll" if name == "cnp" else "iwae", **({} if name == "cnp" else {"num_samples": 3}))
+    latent = MODELS[name].is_latent
+    objective = get_objective("iwae" if latent else "nll", **({"num_samples": 3} if latent else {}))
 
     def loss_and_grads():
         model = make(name).double().train()

@@ -13,7 +13,7 @@ from npkit.models import MODELS, ModelConfig, build_model
 from npkit.nn import init_weights
 from npkit.predictive import marginal
 
-ALL = ["cnp", "lnp", "np", "anp"]
+ALL = ["cnp", "canp", "lnp", "np", "anp"]
 LATENT = ["lnp", "np", "anp"]
 SMALL = {
     "hidden_dim": 16,
@@ -66,15 +66,15 @@ def close(a, b, atol=1e-10):
 
 
 def test_registry_holds_the_neural_processes_the_statistician_and_the_vae():
-    assert sorted(MODELS) == ["anp", "cnp", "deep_prior", "lnp", "np", "statistician", "vae"]
-    assert [MODELS[n].is_latent for n in ALL] == [False, True, True, True]
+    assert sorted(MODELS) == ["anp", "canp", "cnp", "deep_prior", "lnp", "np", "statistician", "vae"]
+    assert [MODELS[n].is_latent for n in ALL] == [False, False, True, True, True]
 
 
 def test_build_model_with_unknown_name_lists_the_choices():
     with pytest.raises(
         ValueError,
         match=r"unknown model 'transformer'; expected one of "
-        r"\['anp', 'cnp', 'deep_prior', 'lnp', 'np', 'statistician', 'vae'\]",
+        r"\['anp', 'canp', 'cnp', 'deep_prior', 'lnp', 'np', 'statistician', 'vae'\]",
     ):
         build_model("transformer")
 
@@ -619,3 +619,33 @@ def test_chunked_decoding_without_gradients_equals_one_pass(monkeypatch):
         monkeypatch.undo()
         assert close(chunked.mean, whole.mean.detach(), atol=1e-12), name
         assert close(chunked.stddev, whole.stddev.detach(), atol=1e-12), name
+
+
+# --------------------------------------------------------------------------- reference sizes
+
+
+TNP_SIZES = {"hidden_dim": 128, "r_dim": 128, "encoder_layers": 4, "decoder_layers": 3, "post_layers": 2}
+
+
+@pytest.mark.parametrize(("name", "options", "params"), [("cnp", {"global_paths": 1}, 215_682), ("np", {}, 232_194)])
+def test_tnp_reference_sizes_have_the_reference_parameter_counts(name, options, params):
+    """tung-nd/TNP-pytorch's gp configs (dim_hid 128, enc_pre_depth 4, enc_post_depth 2, dec_depth 3):
+    its CNP (two pooled encoders) has 215,682 parameters and its NP 232,194 (counted from that code)."""
+    model = build_model(name, **TNP_SIZES, **options)
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_global_paths_concatenate_pooled_representations_and_post_layers_follow_the_pooling():
+    xc, yc, xt, _ = data()
+    one = make("cnp", double=True)
+    two = make("cnp", double=True, global_paths=1, post_layers=2)
+    assert two.decoder.in_dim == one.decoder.in_dim + SMALL["r_dim"]
+    encoded = two.encode(xc, yc, None)
+    assert len(encoded) == 2 and all(e.shape == (3, SMALL["r_dim"]) for e in encoded)
+    # each path is its own set encoder with a post-pooling MLP: r = post(mean_i h_i)
+    path = two.deterministic.paths[1].encoder
+    h = path.net(torch.cat([xc, yc], -1))
+    assert torch.allclose(encoded[1], path.post(h.mean(1)))
+    assert two(xc, yc, xt).mean.shape == (3, 5, 1)
+    with pytest.raises(ValueError, match="global_paths must be an integer >= 0"):
+        build_model("cnp", global_paths=-1)

@@ -11,9 +11,11 @@ from npkit.models import MODELS, build_model
 from npkit.objectives import elbo, iwae, log_marginal_estimate, ml, nll
 from npkit.tasks import Batch
 
-ALL = ["cnp", "lnp", "np", "anp"]
+ALL = ["cnp", "canp", "lnp", "np", "anp"]
 LATENT = ["lnp", "np", "anp"]
+# global_paths and post_layers: the extra pooled paths and post-pooling MLPs of the TNP reference sizes
 SMALL = {"hidden_dim": 16, "r_dim": 16, "z_dim": 8, "encoder_layers": 2, "decoder_layers": 2, "num_heads": 4}
+SMALL |= {"global_paths": 1, "post_layers": 2}
 # (context size, target size) of each task; 0 context points is the prior predictive.
 SIZES = [(5, 2), (0, 4), (2, 6), (7, 1)]
 GARBAGE = 1e3  # what the padding holds: any finite value must be ignored
@@ -94,7 +96,7 @@ def test_ragged_batch_posterior_matches_each_task_alone(name):
 
 
 def objectives(name: str):
-    if name == "cnp":
+    if not MODELS[name].is_latent:
         return {"nll": nll, "nll-targets": lambda m, b: nll(m, b, include_context=False)}
     return {
         "elbo": lambda m, b: elbo(m, b, num_samples=2),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from npkit.models.anp import ANP, ANPConfig
 from npkit.models.base import LatentConfig, ModelConfig, NeuralProcess
+from npkit.models.canp import CANP, CANPConfig
 from npkit.models.cnp import CNP
 from npkit.models.deep_prior import DeepPrior, DeepPriorConfig
 from npkit.models.lnp import LatentCNP
@@ -15,7 +16,7 @@ from npkit.models.np import NP
 from npkit.models.statistician import NeuralStatistician, StatisticianConfig
 from npkit.models.vae import VAE, VAEConfig
 
-MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, LatentCNP, NP, ANP, DeepPrior)}
+MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, CANP, LatentCNP, NP, ANP, DeepPrior)}
 
 
 def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
@@ -39,6 +40,8 @@ register_model(VAE)
 
 __all__ = [
     "ANP",
+    "CANP",
+    "CANPConfig",
     "CNP",
     "DeepPrior",
     "DeepPriorConfig",

@@ -4,8 +4,18 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from npkit.models.base import LatentConfig, LatentPath, NeuralProcess
+from npkit.models.base import LatentConfig, LatentPath, MeanPath, NeuralProcess
 from npkit.nn import CrossAttentionEncoder
+
+
+def check_attention(cfg) -> None:
+    """attention_layers >= 0, num_heads >= 1 and dividing r_dim."""
+    if isinstance(cfg.attention_layers, bool) or not isinstance(cfg.attention_layers, int) or cfg.attention_layers < 0:
+        raise ValueError(f"attention_layers must be an integer >= 0, got {cfg.attention_layers!r}")
+    if isinstance(cfg.num_heads, bool) or not isinstance(cfg.num_heads, int) or cfg.num_heads < 1:
+        raise ValueError(f"num_heads must be a positive integer, got {cfg.num_heads!r}")
+    if cfg.r_dim % cfg.num_heads:
+        raise ValueError(f"r_dim ({cfg.r_dim}) must be divisible by num_heads ({cfg.num_heads})")
 
 
 @dataclass
@@ -17,16 +27,7 @@ class ANPConfig(LatentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (
-            isinstance(self.attention_layers, bool)
-            or not isinstance(self.attention_layers, int)
-            or self.attention_layers < 0
-        ):
-            raise ValueError(f"attention_layers must be an integer >= 0, got {self.attention_layers!r}")
-        if isinstance(self.num_heads, bool) or not isinstance(self.num_heads, int) or self.num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {self.num_heads!r}")
-        if self.r_dim % self.num_heads:
-            raise ValueError(f"r_dim ({self.r_dim}) must be divisible by num_heads ({self.num_heads})")
+        check_attention(self)
 
 
 class AttentivePath(nn.Module):
@@ -38,6 +39,7 @@ class AttentivePath(nn.Module):
         self.encoder = CrossAttentionEncoder(
             cfg.x_dim, cfg.y_dim, cfg.hidden_dim, cfg.r_dim, cfg.encoder_layers, cfg.attention_layers, cfg.num_heads
         )
+        self.out_dim = cfg.r_dim
 
     def encode(self, xc: Tensor, yc: Tensor, mask: Tensor | None):
         return self.encoder.encode(xc, yc, mask)
@@ -59,3 +61,6 @@ class ANP(NeuralProcess):
 
     def build_latent(self, cfg: ANPConfig) -> LatentPath:
         return LatentPath(cfg, cfg.attention_layers, cfg.num_heads)
+
+    def build_global_path(self, cfg: ANPConfig) -> MeanPath:
+        return MeanPath(cfg, cfg.attention_layers, cfg.num_heads)

@@ -37,7 +37,11 @@ class ModelConfig:
     """Options every family shares.
 
     ``r_dim`` sizes the representation of every set encoder (the deterministic path and the
-    latent path's pooled summary). ``likelihood`` is one of ``npkit.likelihoods.LIKELIHOODS``;
+    latent path's pooled summary). ``post_layers``: an MLP after the pooling of the mean-pooled
+    deterministic path (0: none). ``global_paths``: extra mean-pooled set encoders whose
+    representations are concatenated to the model's own deterministic one (the TNP reference
+    CNP has two pooled encoders: ``global_paths=1``; its attentive CNP a pooled one beside the
+    cross-attention). ``likelihood`` is one of ``npkit.likelihoods.LIKELIHOODS``;
     for ``gaussian`` the std is ``min_sigma + (1 - min_sigma) * softplus(raw)``, or the
     constant ``fixed_sigma``.
     """
@@ -54,6 +58,8 @@ class ModelConfig:
     init: str = "default"
     init_std: float = 0.1
     decoder_activation: str = "relu"
+    post_layers: int = 0
+    global_paths: int = 0
 
     POSITIVE: ClassVar[tuple[str, ...]] = ("x_dim", "y_dim", "hidden_dim", "r_dim", "encoder_layers", "decoder_layers")
 
@@ -66,6 +72,10 @@ class ModelConfig:
             raise ValueError(f"unknown init scheme {self.init!r}; expected one of {list(INITS)}")
         if self.decoder_activation not in ACTIVATIONS:
             raise ValueError(f"decoder_activation must be one of {list(ACTIVATIONS)}, got {self.decoder_activation!r}")
+        for name in ("post_layers", "global_paths"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]):
@@ -109,17 +119,38 @@ def check_num_samples(num_samples: int) -> int:
 
 
 class MeanPath(nn.Module):
-    """Deterministic path r = mean_i MLP([x_i, y_i]): one representation for every target."""
+    """Deterministic path r = post(mean_i MLP([x_i, y_i])) (optionally with self-attention before
+    the pooling): one representation for every target, [B, Nt, r_dim]."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, attention_layers: int = 0, num_heads: int = 8) -> None:
         super().__init__()
-        self.encoder = SetEncoder(cfg.x_dim + cfg.y_dim, cfg.hidden_dim, cfg.r_dim, cfg.encoder_layers)
+        in_dim, post = cfg.x_dim + cfg.y_dim, cfg.post_layers
+        self.encoder = SetEncoder(
+            in_dim, cfg.hidden_dim, cfg.r_dim, cfg.encoder_layers, attention_layers, num_heads, post_layers=post
+        )
+        self.out_dim = cfg.r_dim
 
     def encode(self, xc: Tensor, yc: Tensor, mask: Tensor | None) -> Tensor:
         return self.encoder(torch.cat([xc, yc], -1), mask)  # [B, r_dim]
 
     def forward(self, xt: Tensor, encoded: Tensor) -> Tensor:
         return encoded.unsqueeze(1).expand(-1, xt.shape[1], -1)  # [B, Nt, r_dim]
+
+
+class ConcatPaths(nn.Module):
+    """Several deterministic paths side by side: each encodes the context its own way and their
+    representations per target are concatenated, [B, Nt, sum of out_dim]."""
+
+    def __init__(self, paths: list[nn.Module]) -> None:
+        super().__init__()
+        self.paths = nn.ModuleList(paths)
+        self.out_dim = sum(path.out_dim for path in paths)
+
+    def encode(self, xc: Tensor, yc: Tensor, mask: Tensor | None) -> tuple:
+        return tuple(path.encode(xc, yc, mask) for path in self.paths)
+
+    def forward(self, xt: Tensor, encoded: tuple) -> Tensor:
+        return torch.cat([path(xt, e) for path, e in zip(self.paths, encoded)], -1)
 
 
 class LatentPath(nn.Module):
@@ -194,9 +225,13 @@ class NeuralProcess(nn.Module):
         self.config = config if config is not None else self.config_class.from_dict(options)
         cfg = self.config
         self.likelihood = build_likelihood(cfg.likelihood, cfg.min_sigma, cfg.fixed_sigma)
-        self.deterministic = self.build_deterministic(cfg)
+        own = self.build_deterministic(cfg)
+        extra = [self.build_global_path(cfg) for _ in range(cfg.global_paths)]
+        paths = ([own] if own is not None else []) + extra
+        self.deterministic = paths[0] if len(paths) == 1 else ConcatPaths(paths) if paths else None
         self.latent = self.build_latent(cfg)
-        in_dim = cfg.x_dim + (cfg.r_dim if self.deterministic is not None else 0)
+        det_dim = getattr(self.deterministic, "out_dim", cfg.r_dim) if self.deterministic is not None else 0
+        in_dim = cfg.x_dim + det_dim
         z_dim = cfg.z_dim if self.latent is not None else 0
         out_dim = self.likelihood.num_params(cfg.y_dim)
         self.decoder = Decoder(in_dim, z_dim, cfg.hidden_dim, out_dim, cfg.decoder_layers, cfg.decoder_activation)
@@ -207,6 +242,10 @@ class NeuralProcess(nn.Module):
 
     def build_latent(self, cfg: ModelConfig) -> nn.Module | None:
         return None
+
+    def build_global_path(self, cfg: ModelConfig) -> nn.Module:
+        """One of the ``cfg.global_paths`` extra pooled paths: a :class:`MeanPath`."""
+        return MeanPath(cfg)
 
     def _check(self, xc: Tensor, yc: Tensor, xt: Tensor | None, mask_c: Tensor | None) -> None:
         check_context(xc, yc, xt, mask_c)

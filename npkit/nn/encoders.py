@@ -16,8 +16,10 @@ from npkit.nn.mlp import mlp
 
 
 class SetEncoder(nn.Module):
-    """points [B, N, in_dim], mask [B, N] -> pool_i h_i [B, out_dim], with h = MLP(points)
-    (``num_layers`` layers) followed by ``attention_layers`` self-attention blocks."""
+    """points [B, N, in_dim], mask [B, N] -> post(pool_i h_i) [B, out_dim], with h = MLP(points)
+    (``num_layers`` layers) followed by ``attention_layers`` self-attention blocks, and post an
+    MLP of ``post_layers`` layers after pooling (none by default; the TNP reference code's
+    ``post_depth``)."""
 
     def __init__(
         self,
@@ -28,19 +30,22 @@ class SetEncoder(nn.Module):
         attention_layers: int = 0,
         num_heads: int = 8,
         pooling: str = "mean",
+        post_layers: int = 0,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {sorted(POOLINGS)}")
         self.net = mlp(in_dim, hidden_dim, out_dim, num_layers)
         self.self_attention = SelfAttention(out_dim, num_heads, attention_layers) if attention_layers else None
+        self.post = mlp(out_dim, hidden_dim, out_dim, post_layers) if post_layers else None
         self.pooling = pooling
 
     def forward(self, points: Tensor, mask: Tensor | None = None) -> Tensor:
         h = self.net(points)
         if self.self_attention is not None:
             h = self.self_attention(h, mask)
-        return pool(h, mask, self.pooling)
+        pooled = pool(h, mask, self.pooling)
+        return pooled if self.post is None else self.post(pooled)
 
 
 class CrossAttentionEncoder(nn.Module):
