@@ -1,36 +1,44 @@
-"""gp1d benchmark (BENCHMARKS.md section 1): CNP, latent CNP, NP and ANP beside the GP oracle.
+"""gp1d benchmark (BENCHMARKS.md section 1): the reference-size models beside the exact GP oracle.
 
-    python benchmarks/gp1d.py --steps 5000 [--models cnp np] [--eval-batches 100]
+    python benchmarks/gp1d.py [--models cnp canp np anp] [--steps 100000] [--runs runs/gp1d] [--jobs 2]
+                              [--eval-batches 3000] [--report]
 
-Each model trains in its own process (so peak RSS is its own) through ``npkit.fit`` on RBF
-tasks (batch 16, Adam 5e-4, cosine over the budget), then is evaluated on fixed seeded
-evaluation sets for RBF, Matern 5/2 and periodic kernels. ``step ms`` is the median of
-isolated training steps on pre-drawn batches (data generation excluded); ``fit ms`` is the
-wall time per step of the whole ``fit`` loop, data included.
+Each model trains its preset ``gp1d-<model>`` (configs/; the sizes of the TNP reference code,
+Adam 5e-4 with cosine decay, batch 16, RBF tasks; CNPs with the exact log-likelihood, latent
+models with the 4-sample importance-weighted bound) by ``npkit train`` into ``--runs/<model>``,
+``--jobs`` models at a time in their own processes. A finished run is reused and an interrupted
+one resumed, so the published budget (100,000 steps: hours on 2 cores) is reached by rerunning
+the same command. Then every model, and the exact GP oracle, is evaluated on the same cached
+evaluation sets (``--eval-batches`` x 16 tasks per kernel, seed ``--seed``; each model's result
+is kept in its run folder). ``--report`` trains nothing and tabulates the finished runs.
+
+tar_ll is per point and marginal over 50 z ~ p(z | C) for latent models; ``joint`` is
+logmeanexp over z of the summed target log-likelihood / Nt; ± is the standard error over tasks.
+``step ms``: the median of isolated training steps on pre-drawn batches (data excluded).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
-import subprocess
+import os
 import sys
-import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import torch
-from step_time import median_step_ms  # sibling script: benchmarks/ is on sys.path
+from common import cpu_name, train  # sibling scripts: benchmarks/ is on sys.path
+from step_time import median_step_ms
 
+from npkit.config import load_config, split_section
 from npkit.data import make_sampler
 from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp
 from npkit.models import build_model
 from npkit.objectives import get_objective
-from npkit.train import fit
+from npkit.runs import load_trained
+from npkit.train import default_threads
 
 KERNELS = ("rbf", "matern52", "periodic")
-WIDTH = dict(hidden_dim=128, r_dim=128)
-LATENT_WIDTH = dict(z_dim=128)
 
 
 def objective_of(model) -> tuple[str, dict]:
@@ -40,113 +48,86 @@ def objective_of(model) -> tuple[str, dict]:
 
 
 def make_model(name: str):
+    """The untrained model of preset gp1d-<name>, seeded."""
     torch.manual_seed(0)
-    return build_model(name, **WIDTH, **(LATENT_WIDTH if name != "cnp" else {}))
+    model_name, options = split_section(load_config(f"gp1d-{name}")["model"])
+    return build_model(model_name, **options)
 
 
-def eval_set(kernel: str, args: argparse.Namespace) -> list:
+def eval_set(kernel: str, args: argparse.Namespace):
     """The cached, seeded evaluation set of one kernel (the same for every model)."""
     return cached_eval_set(make_sampler("gp1d", kernel=kernel), args.eval_batches, 16, args.seed, args.cache_dir)
 
 
-def worker(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
-    model = make_model(args.worker)
-    name, options = objective_of(model)
-    objective = get_objective(name, model, **options)
-    sampler = make_sampler("gp1d", kernel="rbf")
+def train_one(name: str, run: str, steps: int | None) -> None:
+    torch.set_num_threads(default_threads())
+    sets = ["train.progress=false"] + ([f"train.steps={steps}"] if steps else [])
+    train(f"gp1d-{name}", Path(run), sets)
+
+
+def scores_of(name: str, run: Path, args: argparse.Namespace) -> dict:
+    """The model's metrics per kernel (kept in the run folder) and its isolated step time."""
+    path = run / f"gp1d-eval-{args.eval_batches}x16-seed{args.seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    model = load_trained(run)
+    result = {"params": sum(p.numel() for p in model.parameters())}
+    result["steps"] = load_config(run / "config.yaml")["train"]["steps"]
+    result["scores"] = {k: evaluate(model, eval_set(k, args), num_samples=50) for k in KERNELS}
+    timing = make_model(name)
+    objective_name, options = objective_of(timing)
+    objective = get_objective(objective_name, timing, **options)
     generator = torch.Generator().manual_seed(99)
-    timing_model = make_model(args.worker)
-    step_ms = median_step_ms(timing_model, objective, [sampler.sample(16, generator) for _ in range(55)])
-    start = time.perf_counter()
-    fit(model, sampler, name, options, steps=args.steps, batch_size=16, lr=5e-4, threads=args.threads, progress=False)
-    fit_ms = 1000 * (time.perf_counter() - start) / args.steps
-    scores = {}
-    for kernel in KERNELS:
-        scores[kernel] = evaluate(model, eval_set(kernel, args), num_samples=50)
-    return {
-        "model": args.worker,
-        "params": sum(p.numel() for p in model.parameters()),
-        "step_ms": step_ms,
-        "fit_ms": fit_ms,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "scores": scores,
-    }
+    batches = [make_sampler("gp1d", kernel="rbf").sample(16, generator) for _ in range(55)]
+    result["step_ms"] = median_step_ms(timing, objective, batches)
+    path.write_text(json.dumps(result))
+    return result
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+def cells_of(scores: dict) -> str:
+    """' tar_ll ± se | joint |' for every kernel."""
+    cell = lambda m: f" {m['tar_ll']:.3f} ± {m['tar_ll_se']:.3f} | {m['tar_ll_joint']:.3f} |"
+    return "".join(cell(scores[k]) for k in KERNELS)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, required=True, help="training steps per model")
-    parser.add_argument("--models", nargs="+", default=["cnp", "lnp", "np", "anp"])
-    parser.add_argument("--eval-batches", type=int, default=100, help="evaluation batches of 16 tasks per kernel")
+    parser.add_argument("--models", nargs="+", default=["cnp", "canp", "np", "anp"])
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default: the presets' 100,000)")
+    parser.add_argument("--runs", default="runs/gp1d", help="folder of the run folders")
+    parser.add_argument("--jobs", type=int, default=2, help="models trained at once, each in its own process")
+    parser.add_argument("--eval-batches", type=int, default=3000, help="evaluation batches of 16 tasks per kernel")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation sets")
     parser.add_argument("--cache-dir", default=None)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per model process")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--report", action="store_true", help="tabulate the finished runs, train nothing")
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args)))
-        return
-
-    rows = []
-    for name in args.models:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            name,
-            "--steps",
-            str(args.steps),
-            "--eval-batches",
-            str(args.eval_batches),
-            "--seed",
-            str(args.seed),
-            "--threads",
-            str(args.threads),
-        ]
-        if args.cache_dir:
-            cmd += ["--cache-dir", args.cache_dir]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(f"done {name}", file=sys.stderr)
+    runs = {name: Path(args.runs) / name for name in args.models}
+    os.environ.setdefault("NPKIT_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+    torch.set_num_threads(default_threads())  # the evaluation and the step times, too
+    if not args.report:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for future in [pool.submit(train_one, name, str(run), args.steps) for name, run in runs.items()]:
+                future.result()
+    finished = {name: run for name, run in runs.items() if (run / "model").is_dir()}
+    rows = {name: scores_of(name, run, args) for name, run in finished.items()}
     oracle = {k: evaluate_gp(eval_set(k, args), "oracle") for k in KERNELS}
 
-    print(
-        f"gp1d, {args.steps} steps x batch 16 per model (trained on RBF), eval {args.eval_batches} x 16 tasks "
-        f"per kernel (seed {args.seed}); CNP trains with nll, latent models with the 4-sample "
-        "importance-weighted bound (proposal q(z | C ∪ T)); 50 latent samples in evaluation"
-    )
-    print(f"machine: {cpu_name()}, {args.threads} torch threads per model, torch {torch.__version__}")
     print(f"command: python benchmarks/gp1d.py {' '.join(sys.argv[1:])}")
-    print("tar_ll = per-point marginal (ctx excluded); joint = logmeanexp_s sum_n log p / Nt; oracle = exact GP\n")
-    head = "| model | params | step ms | fit ms | peak RSS MB |" + "".join(
-        f" {k} ctx_ll | {k} tar_ll | {k} joint |" for k in KERNELS
+    print(f"machine: {cpu_name()}, {os.environ.get('NPKIT_THREADS', default_threads())} torch thread(s) per model")
+    print(
+        f"gp1d: trained on RBF (batch 16, Adam 5e-4 cosine); eval {args.eval_batches} x 16 tasks per kernel, seed "
+        f"{args.seed}; tar_ll = per-point marginal ± s.e. over tasks, joint = logmeanexp_z sum_n log p / Nt; "
+        "CNPs train with nll, latent models with the 4-sample importance-weighted bound"
     )
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
-    for r in rows:
-        cells = "".join(
-            f" {r['scores'][k]['ctx_ll']:.2f} | {r['scores'][k]['tar_ll']:.2f} | {r['scores'][k]['tar_ll_joint']:.2f} |"
-            for k in KERNELS
-        )
-        print(
-            f"| {r['model']} | {r['params']:,} | {r['step_ms']:.1f} | {r['fit_ms']:.1f} | {r['peak_rss_mb']:.0f} |"
-            + cells
-        )
-    cells = "".join(
-        f" {oracle[k]['ctx_ll']:.2f} | {oracle[k]['tar_ll']:.2f} | {oracle[k]['tar_ll_joint']:.2f} |" for k in KERNELS
-    )
-    print(f"| GP oracle | - | - | - | - |{cells}")
+    missing = sorted(set(runs) - set(finished))
+    if missing:
+        print(f"not finished: {missing} (rerun without --report to train or resume them)")
+    head = "| model | params | steps | step ms |" + "".join(f" {k} tar_ll | {k} joint |" for k in KERNELS)
+    print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
+    for name, r in rows.items():
+        print(f"| {name} | {r['params']:,} | {r['steps']:,} | {r['step_ms']:.1f} |" + cells_of(r["scores"]))
+    cells = cells_of(oracle)
+    print("| GP oracle | - | - | - |" + cells)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,9 @@ import sys
 from pathlib import Path
 
 import torch
-from gp1d import cpu_name  # sibling scripts: benchmarks/ is on sys.path
+from common import cpu_name, train  # sibling scripts: benchmarks/ is on sys.path
 from step_time import median_step_ms
 
-from npkit.cli import main as npkit_main
 from npkit.completion import (
     digit_classifier,
     evaluate_fractions,
@@ -67,16 +66,6 @@ def mnist_folder(arg: str | None) -> Path | None:
     if arg:
         raise SystemExit(f"--mnist {arg}: no MNIST IDX files (t10k-images-idx3-ubyte[.gz]) there")
     return None
-
-
-def train(preset: str, run: Path, sets: list[str]) -> None:
-    """``npkit train`` the preset into ``run``: reuse a finished run, resume an interrupted one."""
-    if (run / "model").is_dir():
-        return
-    resume = (run / "checkpoints").is_dir()
-    argv = ["train", "--run-dir", str(run), "--resume"] if resume else ["train", preset, "--run-dir", str(run)]
-    if npkit_main([*argv, *(f"--set={s}" for s in sets)]) != 0:
-        raise SystemExit(f"training {preset} into {run} failed")
 
 
 def speed_worker(args: argparse.Namespace) -> dict:

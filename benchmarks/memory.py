@@ -26,7 +26,7 @@ import sys
 import time
 
 import torch
-from gp1d import cpu_name  # sibling script: benchmarks/ is on sys.path
+from common import cpu_name  # sibling script: benchmarks/ is on sys.path
 
 import npkit
 from npkit.evaluation import evaluate

@@ -25,8 +25,7 @@ import sys
 from pathlib import Path
 
 import torch
-from gp1d import cpu_name  # sibling scripts: benchmarks/ is on sys.path
-from images import train
+from common import cpu_name, train  # sibling scripts: benchmarks/ is on sys.path
 from step_time import median_step_ms
 
 from npkit.config import load_config, split_section

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from gp1d import cpu_name  # sibling scripts: benchmarks/ is on sys.path
+from common import cpu_name  # sibling scripts: benchmarks/ is on sys.path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pyro.infer import TraceMeanField_ELBO
