@@ -24,6 +24,7 @@ from npkit.data import (
 from npkit.likelihoods import LIKELIHOODS, Bernoulli, Gaussian, Likelihood
 from npkit.models import (
     ANP,
+    CANP,
     CNP,
     MODELS,
     NP,
@@ -95,6 +96,7 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 __all__ = [
     "ANP",
+    "CANP",
     "CNP",
     "LIKELIHOODS",
     "MODELS",
