@@ -14,9 +14,10 @@ from npkit.models.deep_prior import DeepPrior, DeepPriorConfig
 from npkit.models.lnp import LatentCNP
 from npkit.models.np import NP
 from npkit.models.statistician import NeuralStatistician, StatisticianConfig
+from npkit.models.tnp import TNPD, TNPConfig
 from npkit.models.vae import VAE, VAEConfig
 
-MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, CANP, LatentCNP, NP, ANP, DeepPrior)}
+MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, CANP, LatentCNP, NP, ANP, TNPD, DeepPrior)}
 
 
 def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
@@ -54,6 +55,8 @@ __all__ = [
     "NeuralProcess",
     "NeuralStatistician",
     "StatisticianConfig",
+    "TNPConfig",
+    "TNPD",
     "VAE",
     "VAEConfig",
     "build_model",

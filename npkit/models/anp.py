@@ -12,6 +12,11 @@ def check_attention(cfg) -> None:
     """attention_layers >= 0, num_heads >= 1 and dividing r_dim."""
     if isinstance(cfg.attention_layers, bool) or not isinstance(cfg.attention_layers, int) or cfg.attention_layers < 0:
         raise ValueError(f"attention_layers must be an integer >= 0, got {cfg.attention_layers!r}")
+    check_heads(cfg)
+
+
+def check_heads(cfg) -> None:
+    """num_heads >= 1 and dividing r_dim."""
     if isinstance(cfg.num_heads, bool) or not isinstance(cfg.num_heads, int) or cfg.num_heads < 1:
         raise ValueError(f"num_heads must be a positive integer, got {cfg.num_heads!r}")
     if cfg.r_dim % cfg.num_heads:

@@ -9,7 +9,9 @@ from torch.utils.checkpoint import checkpoint
 
 
 class MultiheadAttention(nn.Module):
-    """Multi-head dot-product attention with a residual connection and layer norm.
+    """Multi-head dot-product attention with a residual connection and layer norm, then a
+    feed-forward layer of width ``ff_dim`` (default ``dim``) with its own: a post-norm
+    transformer block.
 
     queries [B, Nq, D], keys [B, Nk, D], values [B, Nk, D], key_mask [B, Nk] -> [B, Nq, D].
     Queries with no visible key (Nk = 0 or all keys masked) get zero attention output, so an
@@ -17,17 +19,18 @@ class MultiheadAttention(nn.Module):
     kernels where the device has them), so thousands of targets fit in bounded memory.
     """
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    def __init__(self, dim: int, num_heads: int, ff_dim: int | None = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        ff_dim = dim if ff_dim is None else ff_dim
         self.num_heads = num_heads
         self.q = nn.Linear(dim, dim, bias=False)
         self.k = nn.Linear(dim, dim, bias=False)
         self.v = nn.Linear(dim, dim, bias=False)
         self.out = nn.Linear(dim, dim)
         self.norm1 = nn.LayerNorm(dim)
-        self.ff = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), nn.ReLU(), nn.Linear(ff_dim, dim))
         self.norm2 = nn.LayerNorm(dim)
 
     def _heads(self, t: Tensor) -> Tensor:

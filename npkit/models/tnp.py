@@ -1,0 +1,78 @@
+"""Transformer Neural Process, diagonal (TNP-D, Nguyen & Grover 2022).
+
+Context tokens embed (x_i, y_i), target tokens (x_t, 0); a stack of post-norm transformer blocks
+in which every token attends to the context tokens only, so the context is encoded without the
+targets and each target independently of the others (the reference code's attention mask); a
+per-target Gaussian head. As the context states of each block do not depend on the targets,
+``encode`` runs the context through the stack once and keeps each block's input, and the
+targets then pass through the blocks in any number of chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from npkit.models.anp import check_heads
+from npkit.models.base import ModelConfig, NeuralProcess
+from npkit.nn import mlp
+from npkit.nn.attention import MultiheadAttention
+
+
+@dataclass
+class TNPConfig(ModelConfig):
+    """TNP-D sizes in npkit's names: ``r_dim`` the token width (the reference d_model 64),
+    ``hidden_dim`` the feed-forward width of each block and of the head (dim_feedforward 128),
+    ``encoder_layers`` the token embedding MLP's layers (emb_depth 4), ``transformer_layers``
+    the blocks (6), ``num_heads`` (4); ``decoder_layers`` the head's (2)."""
+
+    transformer_layers: int = 6
+    num_heads: int = 4
+
+    POSITIVE: ClassVar[tuple[str, ...]] = (*ModelConfig.POSITIVE, "transformer_layers")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_heads(self)
+
+
+class TransformerPath(nn.Module):
+    """Target representations [B, Nt, r_dim] from the transformer stack over context and targets."""
+
+    def __init__(self, cfg: TNPConfig) -> None:
+        super().__init__()
+        self.y_dim = cfg.y_dim
+        self.embed = mlp(cfg.x_dim + cfg.y_dim, cfg.r_dim, cfg.r_dim, cfg.encoder_layers)
+        self.blocks = nn.ModuleList(
+            MultiheadAttention(cfg.r_dim, cfg.num_heads, cfg.hidden_dim) for _ in range(cfg.transformer_layers)
+        )
+        self.out_dim = cfg.r_dim
+
+    def encode(self, xc: Tensor, yc: Tensor, mask: Tensor | None) -> tuple[list[Tensor], Tensor | None]:
+        """The context tokens at the input of every block, each [B, Nc, r_dim], and the mask."""
+        h, inputs = self.embed(torch.cat([xc, yc], -1)), []
+        for block in self.blocks:
+            inputs.append(h)
+            h = block(h, h, h, mask)
+        return inputs, mask
+
+    def forward(self, xt: Tensor, encoded: tuple[list[Tensor], Tensor | None]) -> Tensor:
+        inputs, mask = encoded
+        t = self.embed(torch.cat([xt, xt.new_zeros(*xt.shape[:-1], self.y_dim)], -1))
+        for block, context in zip(self.blocks, inputs):
+            t = block(t, context, context, mask)
+        return t
+
+
+class TNPD(NeuralProcess):
+    """p(y_t | x_t, C) = N(head([x_t, T(x_t; C)])), T the transformer stack (targets see the context only)."""
+
+    name = "tnpd"
+    is_latent = False
+    config_class = TNPConfig
+
+    def build_deterministic(self, cfg: TNPConfig) -> TransformerPath:
+        return TransformerPath(cfg)
