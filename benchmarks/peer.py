@@ -5,7 +5,8 @@
 
 Same tasks (npkit's ``gp1d-nps`` sampler, BENCHMARKS.md section 2; the same pre-drawn batches,
 converted to the peer's [batch, dim, points] layout), same batch (16), same width, both scoring
-the targets only with a heteroscedastic Gaussian, Adam 3e-4. The peer: ``construct_gnp``
+the targets only with a heteroscedastic Gaussian, Adam 3e-4 (npkit: the fused Adam of ``npkit.fit``;
+the peer: torch's default Adam, as its training script). The peer: ``construct_gnp``
 (CNP) and ``construct_agnp`` (attentive CNP) with ``likelihood="het"``, ``width`` and
 ``dim_embedding`` = ``--width``, its default 3 encoder and 6 decoder layers; npkit: ``cnp`` and
 ``canp`` with ``hidden_dim`` = ``r_dim`` = ``--width``, 3 encoder and 6 decoder layers (``canp``:
@@ -26,14 +27,14 @@ from common import cpu_name  # sibling scripts: benchmarks/ is on sys.path
 from npkit.data import make_sampler
 from npkit.models import build_model
 from npkit.objectives import get_objective
-from npkit.train import default_threads
+from npkit.train import adam, default_threads
 
 PEER = {"cnp": "construct_gnp", "canp": "construct_agnp"}
 
 
 def npkit_step(model, args):
     objective = get_objective("nll", model, include_context=False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    optimizer = adam(model, 3e-4)  # what npkit.fit uses
 
     def step(batch) -> None:
         loss = objective(model, batch).loss
