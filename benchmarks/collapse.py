@@ -84,13 +84,18 @@ TASKS = {
 CONTEXT_X = (-1.0, 0.0, 1.0)  # the context of the function-sample figures
 
 
+def task_sampler(task: str):
+    """The training tasks' sampler of study task ``task`` (a key of TASKS)."""
+    name, options = split_section(TASKS[task])
+    return make_sampler(name, **options)
+
+
 def held_out_batches(task: str = "sine5") -> list[Batch]:
     """sine5: all 25 context sets of 1-3 of the five points (one batch per size), targets the
     rest; sine-family: 4 batches of 64 tasks drawn with a fixed generator (not the training seed)."""
     if task != "sine5":
         generator = torch.Generator().manual_seed(2**31 - 1)
-        sampler = make_sampler(TASKS[task]["name"], **{k: v for k, v in TASKS[task].items() if k != "name"})
-        return [sampler.sample(64, generator) for _ in range(4)]
+        return [task_sampler(task).sample(64, generator) for _ in range(4)]
     x = torch.arange(-2.0, 3.0)
     batches = []
     for nc in (1, 2, 3):
@@ -114,7 +119,7 @@ def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = F
         objective_options = {"num_samples": objective_options["num_samples"]}
     torch.manual_seed(seed)
     model = build_model(name, **options)
-    sampler = make_sampler(TASKS[task]["name"], **{k: v for k, v in TASKS[task].items() if k != "name"})
+    sampler = task_sampler(task)
     snapshots, states = {}, {}
 
     def snapshot(step: int, model, output=None) -> dict:

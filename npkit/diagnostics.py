@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from npkit.objectives import foreign_log_prob, kl_per_dim
+from npkit.objectives import UNSCORABLE, foreign_log_prob, kl_per_dim
 from npkit.predictive import sample_functions
 
 ACTIVE_VARIANCE = 0.01  # a unit is active when Var_tasks(E_q[z_d]) exceeds this (Burda et al. 2016)
@@ -159,9 +159,10 @@ def diagnose(
             q_context = model.posterior(batch.xc, batch.yc, batch.mask_c)
             q_full = model.posterior(batch.x, batch.y, batch.mask)
             (_, std_full), (mean_context, std_context) = _moments(q_full), _moments(q_context)
-            z_full = q_full.sample((MOMENT_SAMPLES,))
-            scorable = foreign_log_prob(q_context, z_full) is not None
-            kl = kl_per_dim(q_full, q_context, z_full).sum(-1) if scorable else torch.tensor(math.nan)  # [B]
+            try:
+                kl = kl_per_dim(q_full, q_context, q_full.sample((MOMENT_SAMPLES,))).sum(-1)  # [B]
+            except UNSCORABLE:
+                kl = torch.tensor(math.nan)
             draws = sample_functions(model, batch.xc, batch.yc, batch.xt, num_samples)  # [S, B, Nt, Dy]
             at_targets = draws.std(0).mean().item()
             swapped = model(batch.xc, batch.yc, batch.xt, z=q_context.sample((num_samples,)).roll(1, dims=1))

@@ -151,12 +151,17 @@ def score_function_surrogate(signal: Tensor, log_q: Tensor) -> Tensor:
     return ((signal - baseline) * (log_q - log_q.detach())).mean(0)
 
 
+# What log_prob raises at points a flow without an inverse did not sample (Pyro's planar flows
+# raise KeyError: the inverse is looked up in the cache of their own samples).
+UNSCORABLE = (KeyError, NotImplementedError)
+
+
 def foreign_log_prob(q: Distribution, z: Tensor) -> Tensor | None:
     """log q(z) at points z [..., B, z_dim] that q did not sample itself, or None where q cannot
-    score them: a flow without an inverse (Pyro's planar flows) scores only its own samples."""
+    score them: a flow without an inverse scores only its own samples."""
     try:
         return q.log_prob(z)
-    except (KeyError, NotImplementedError):  # Pyro raises KeyError when the inverse is not cached
+    except UNSCORABLE:
         return None
 
 

@@ -15,7 +15,7 @@ import difflib
 import numbers
 import types
 import typing
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -157,3 +157,14 @@ def check_positive_ints(obj: object, names: tuple[str, ...]) -> None:
         value = getattr(obj, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+class ModelOptions:
+    """``from_dict`` / ``to_dict`` of a model family's config dataclass (a config's ``model`` section)."""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        return from_options(cls, values, "model")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

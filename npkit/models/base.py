@@ -13,7 +13,7 @@ know how they are trained: losses live in ``npkit.objectives``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 
 from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
 from npkit.nn import ACTIVATIONS, INITS, SetEncoder, init_weights, mlp
-from npkit.options import check_positive_ints, from_options
+from npkit.options import ModelOptions, check_positive_ints
 from npkit.tasks import check_context
 
 # Largest decoder activation (elements) built at once when predicting without gradients;
@@ -33,7 +33,7 @@ PREDICT_CHUNK_ELEMENTS = 2**23
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ModelOptions):
     """Options every family shares.
 
     ``r_dim`` sizes the representation of every set encoder (the deterministic path and the
@@ -76,13 +76,6 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        return from_options(cls, values, "model")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

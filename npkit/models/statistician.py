@@ -13,8 +13,8 @@ mask [B, N] (True: the item is present); the ELBO lives in ``npkit.objectives.st
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,11 @@ from torch.distributions import Distribution, Independent, Normal
 
 from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
 from npkit.nn import ACTIVATIONS, POOLINGS, mlp, pool
-from npkit.options import check_positive_ints, from_options
+from npkit.options import ModelOptions, check_positive_ints
 
 
 @dataclass
-class StatisticianConfig:
+class StatisticianConfig(ModelOptions):
     """Sizes and choices of the statistician.
 
     ``encoder_layers``: layers of the instance encoder e(x) and of the post-pooling network;
@@ -72,13 +72,6 @@ class StatisticianConfig:
             raise ValueError(f"min_sigma must lie in [0, 1), got {self.min_sigma}")
         if not self.latent_min_sigma >= 0.0:
             raise ValueError(f"latent_min_sigma must be >= 0, got {self.latent_min_sigma}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> StatisticianConfig:
-        return from_options(cls, values, "model")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class StatisticianOutput(NamedTuple):

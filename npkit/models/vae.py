@@ -9,8 +9,8 @@ vector. Shapes: x [B, x_dim], labels [B] int64, z [S, B, z_dim]; the objectives 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, NamedTuple
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +21,11 @@ from npkit.likelihoods import LIKELIHOODS, build_likelihood
 from npkit.models.base import check_num_samples
 from npkit.models.statistician import diagonal_gaussian
 from npkit.nn import ACTIVATIONS, mlp
-from npkit.options import check_positive_ints, from_options
+from npkit.options import ModelOptions, check_positive_ints
 
 
 @dataclass
-class VAEConfig:
+class VAEConfig(ModelOptions):
     """Sizes and choices of the VAE.
 
     ``layers``: linear layers of the encoder and of the decoder MLP (1: linear maps). q(z | x) has
@@ -63,13 +63,6 @@ class VAEConfig:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
         if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
             raise ValueError(f"num_classes must be an integer >= 0 (0: unconditional), got {self.num_classes!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> VAEConfig:
-        return from_options(cls, values, "model")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class VAEOutput(NamedTuple):
