@@ -10,6 +10,7 @@ Heavy parts (GPyTorch baselines, matplotlib plots, Lightning Fabric) load on fir
 
 from importlib import import_module
 
+from npkit.autoregressive import ar_log_prob, ar_sample
 from npkit.data import (
     PRESETS,
     FivePointSine,
@@ -96,6 +97,8 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 __all__ = [
+    "ar_log_prob",
+    "ar_sample",
     "ANP",
     "CANP",
     "CNP",

@@ -185,7 +185,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         evalset = cached_eval_set(sampler, ev.num_batches, ev.batch_size, ev.seed, args.cache_dir)
         label = kernel or data_name
         torch.manual_seed(ev.seed)  # the latent samples too: the same run gives the same numbers
-        results[f"{model.name} [{label}]"] = evaluate(model, evalset, num_samples=ev.num_samples, progress=True)
+        results[f"{model.name} [{label}]"] = evaluate(
+            model, evalset, num_samples=ev.num_samples, progress=True, autoregressive=ev.autoregressive
+        )
         if evalset.gps is not None:
             results[f"GP oracle [{label}]"] = evaluate_gp(evalset, "oracle")
             if ev.gp_fitted:
@@ -196,6 +198,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     header = (
         f"{data_name}: {ev.num_batches} batches x {ev.batch_size} tasks per kernel, seed {ev.seed}, "
         f"{ev.num_samples} latent samples; tar_ll = per-point marginal, tar_ll_joint = joint / Nt"
+        + (", tar_ll_ar = autoregressive joint / Nt" if ev.autoregressive else "")
     )
     print(header + "\n" + table)
     write_json(run_dir / "metrics.json", {"protocol": header, "results": results})

@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 from tqdm import tqdm
 
+from npkit.autoregressive import ar_log_prob
 from npkit.baselines.gp import fit_gp, gp_posterior
 from npkit.baselines.knn import MIN_STD, knn_predictive
 from npkit.data.evalset import EvalSet, cached_eval_set, load_eval_set, make_eval_set, save_eval_set
@@ -41,7 +42,17 @@ from npkit.objectives import foreign_log_prob
 from npkit.predictive import SampleMixture, per_sample
 from npkit.tasks import Batch, validated_inputs
 
-METRICS = ("ctx_ll", "tar_ll", "tar_ll_joint", "tar_ll_joint_iw", "mse", "coverage95", "tar_ll_se", "num_tasks")
+METRICS = (
+    "ctx_ll",
+    "tar_ll",
+    "tar_ll_joint",
+    "tar_ll_joint_iw",
+    "tar_ll_ar",
+    "mse",
+    "coverage95",
+    "tar_ll_se",
+    "num_tasks",
+)
 COVERAGE = 0.95
 # Largest [S, B, n, Dy] tensor of per-sample statistics that evaluate builds at once: the model is
 # queried on chunks of points (all with the same latent samples), so memory is bounded in targets.
@@ -137,7 +148,7 @@ def _aggregate(per_batch: list[dict[str, float]]) -> dict[str, float]:
         "coverage95": mean("coverage95"),
         "tar_ll_se": se,
         "num_tasks": float(sum(b["num_tasks"] for b in per_batch)),
-        **({"tar_ll_joint_iw": mean("tar_ll_joint_iw")} if "tar_ll_joint_iw" in per_batch[0] else {}),
+        **{key: mean(key) for key in ("tar_ll_joint_iw", "tar_ll_ar") if key in per_batch[0]},
     }
 
 
@@ -222,7 +233,17 @@ def _joint_importance_weighted(model, batch: Batch, num_samples: int) -> float:
     return (estimate[scored] / num_t[scored]).mean().item()
 
 
-def evaluate(model, batches, num_samples: int = 50, progress: bool = False) -> dict[str, float]:
+def _autoregressive(model, batch: Batch, num_samples: int) -> float:
+    """Mean over tasks of log p(yt | C) / Nt under the autoregressive joint."""
+    log_p = ar_log_prob(model, batch.xc, batch.yc, batch.xt, batch.yt, batch.mask_c, batch.mask_t, num_samples)
+    num_t = batch.mask_t.sum(1) if batch.mask_t is not None else torch.full_like(log_p, batch.num_target)
+    scored = num_t > 0
+    return (log_p[scored] / num_t[scored]).mean().item()
+
+
+def evaluate(
+    model, batches, num_samples: int = 50, progress: bool = False, autoregressive: bool = False
+) -> dict[str, float]:
     """Metrics of ``model`` on ``batches`` (an ``EvalSet`` or a list of batches; see the module
     docstring), keys ``METRICS``.
 
@@ -231,6 +252,7 @@ def evaluate(model, batches, num_samples: int = 50, progress: bool = False) -> d
     is passed to the model; points masked out by ``mask_t`` are not scored. Points are queried
     in chunks sharing the same z (``EVAL_CHUNK_ELEMENTS``) and decoded in smaller ones
     (``npkit.models.base.PREDICT_CHUNK_ELEMENTS``), so memory stays bounded in targets and samples.
+    ``autoregressive`` adds ``tar_ll_ar`` (Nt forward passes' worth of work per batch).
     """
     check_num_samples(num_samples)
     was_training = model.training
@@ -249,6 +271,8 @@ def evaluate(model, batches, num_samples: int = 50, progress: bool = False) -> d
                 metrics = _batch_stats(model, batch, z)
                 if model.is_latent:
                     metrics["tar_ll_joint_iw"] = _joint_importance_weighted(model, batch, num_samples)
+                if autoregressive:
+                    metrics["tar_ll_ar"] = _autoregressive(model, batch, num_samples)
                 per_batch.append(metrics)
     finally:
         model.train(was_training)

@@ -66,7 +66,8 @@ class EvalConfig:
     """``npkit eval``: per kernel, ``num_batches`` batches of ``batch_size`` tasks drawn with
     ``seed`` (which also seeds the latent samples), ``num_samples`` z samples per prediction;
     beside the model the GP oracle and, with ``gp_fitted``, a GP fitted per task by
-    ``fit_steps`` Adam steps (0: GPyTorch's defaults) from ``fit_restarts`` starts.
+    ``fit_steps`` Adam steps (0: GPyTorch's defaults) from ``fit_restarts`` starts;
+    ``autoregressive`` adds the model's autoregressive joint ``tar_ll_ar`` (``npkit.autoregressive``).
     ``kernels``: the GP kernels (names in ``npkit.data.KERNELS``) to evaluate on in turn, None
     in the list for the data preset's own; ``kernels=None`` uses the data section's kernel
     (``npkit.config`` fills it in when a config is loaded).
@@ -82,6 +83,7 @@ class EvalConfig:
     seed: int = 1234
     num_samples: int = 50
     gp_fitted: bool = True
+    autoregressive: bool = False
     fit_steps: int = 100
     fit_restarts: int = 4
     fractions: list[float] = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)

@@ -352,3 +352,15 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0 and capsys.readouterr().out.startswith("npkit ")
+
+
+def test_eval_adds_the_autoregressive_joint_on_request(tmp_path):
+    run = tmp_path / "cnp"
+    train = ("train.steps=2", "train.progress=false", "train.eval_every=null", *TINY_SETS[:2])
+    assert cli("train", "gp1d-cnp", "--run-dir", run, sets=train) == 0
+    evaluation = ("eval.num_batches=2", "eval.gp_fitted=false", "eval.kernels=[rbf]", "eval.autoregressive=true")
+    assert cli("eval", run, "--cache-dir", tmp_path / "cache", sets=evaluation) == 0
+    saved = json.loads((run / "metrics.json").read_text())
+    assert "tar_ll_ar = autoregressive joint" in saved["protocol"]
+    cnp = saved["results"]["cnp [rbf]"]
+    assert math.isfinite(cnp["tar_ll_ar"]) and cnp["tar_ll_ar"] != cnp["tar_ll"]
