@@ -196,7 +196,7 @@ def _check_accelerator(cfg: TrainConfig) -> None:
 
 def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass over every parameter; about 9% off a CNP step of width
-    256 on CPU, benchmarks/peer.py), or the default implementation where the parameters' device or
+    256 on CPU, benchmarks/step_time.py --peer), or the default implementation where the parameters' device or
     dtype has no fused kernel. Both give the same updates up to float round-off."""
     try:
         return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
