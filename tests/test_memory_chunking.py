@@ -14,7 +14,8 @@ from npkit.models import MODELS, build_model
 from npkit.predictive import predict
 from npkit.tasks import Batch
 
-ALL = ["cnp", "canp", "tnpd", "lnp", "np", "anp"]
+ALL = ["cnp", "canp", "tnpd", "convcnp", "lnp", "np", "anp"]
+X_DIM = {"convcnp": 1}  # 1D only; the others take 2D inputs, as images
 HIDDEN = 16
 
 
@@ -22,11 +23,13 @@ def make(name: str, y_dim: int = 2):
     torch.manual_seed(0)
     latent = {"z_dim": 4} if MODELS[name].is_latent else {"global_paths": 1}  # CNPs: two concatenated paths
     sizes = dict(hidden_dim=HIDDEN, r_dim=HIDDEN, **latent)
-    model = build_model(name, x_dim=2, y_dim=y_dim, init="normal", init_std=0.3, **sizes)
+    model = build_model(name, x_dim=X_DIM.get(name, 2), y_dim=y_dim, init="normal", init_std=0.3, **sizes)
     return model.eval()
 
 
-def image_like(b: int = 3, nc: int = 9, nt: int = 23, y_dim: int = 2, masked: bool = False, seed: int = 1) -> Batch:
+def image_like(
+    b: int = 3, nc: int = 9, nt: int = 23, y_dim: int = 2, masked: bool = False, seed: int = 1, x_dim: int = 2
+) -> Batch:
     g = torch.Generator().manual_seed(seed)
     u = lambda n, d: torch.rand(b, n, d, generator=g)
     masks = {}
@@ -34,7 +37,7 @@ def image_like(b: int = 3, nc: int = 9, nt: int = 23, y_dim: int = 2, masked: bo
         masks = {"mask_c": torch.rand(b, nc, generator=g) > 0.3, "mask_t": torch.rand(b, nt, generator=g) > 0.3}
         masks["mask_c"][:, 0] = True
         masks["mask_t"][0] = False  # a task without scored targets
-    return Batch(u(nc, 2), u(nc, y_dim), u(nt, 2), u(nt, y_dim), **masks)
+    return Batch(u(nc, x_dim), u(nc, y_dim), u(nt, x_dim), u(nt, y_dim), **masks)
 
 
 def one_pass(model, batch, z):
@@ -50,7 +53,7 @@ CHUNKINGS = [(48 * 6 * 5, "5 targets, all samples"), (48 * 2, "1 target, 2 sampl
 @pytest.mark.parametrize("elements", [c for c, _ in CHUNKINGS], ids=[i for _, i in CHUNKINGS])
 def test_chunked_prediction_equals_one_pass(name, elements, monkeypatch):
     model = make(name)
-    batch = image_like(masked=True)
+    batch = image_like(masked=True, x_dim=model.config.x_dim)
     z = torch.randn(6, 3, 4, generator=torch.Generator().manual_seed(2)) if model.is_latent else None
     whole = one_pass(model, batch, z)
     monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", elements)
@@ -68,7 +71,7 @@ def test_chunked_prediction_equals_one_pass(name, elements, monkeypatch):
 def test_chunked_predictive_mixture_equals_one_pass(name, monkeypatch):
     """npkit.predict draws its own z: same seed, same mixture."""
     model = make(name)
-    batch = image_like()
+    batch = image_like(x_dim=model.config.x_dim)
     with torch.no_grad():
         torch.manual_seed(3)
         whole = predict(model, batch.xc, batch.yc, batch.xt, num_samples=7)
@@ -114,7 +117,8 @@ def _same_metrics(a: dict, b: dict, tol: float = 1e-6) -> None:
 @pytest.mark.parametrize("masked", [False, True], ids=["dense", "masked"])
 def test_evaluate_metrics_are_unchanged_by_chunking(name, masked, monkeypatch):
     model = make(name)
-    batches = [image_like(masked=masked), image_like(nc=0, masked=False, seed=4)]
+    dx = model.config.x_dim
+    batches = [image_like(masked=masked, x_dim=dx), image_like(nc=0, masked=False, seed=4, x_dim=dx)]
     torch.manual_seed(5)
     whole = evaluate(model, batches, num_samples=6)
     monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 50)
@@ -169,7 +173,7 @@ def test_recomputed_training_chunks_give_the_same_loss_and_gradients(name, monke
     import npkit.nn.attention as attention
     from npkit.objectives import get_objective
 
-    batch = image_like(masked=True).to("cpu", torch.float64)
+    batch = image_like(masked=True, x_dim=X_DIM.get(name, 2)).to("cpu", torch.float64)
     latent = MODELS[name].is_latent
     objective = get_objective("iwae" if latent else "nll", **({"num_samples": 3} if latent else {}))
 

@@ -13,7 +13,7 @@ from npkit.models import MODELS, ModelConfig, build_model
 from npkit.nn import init_weights
 from npkit.predictive import marginal
 
-ALL = ["cnp", "canp", "tnpd", "lnp", "np", "anp"]
+ALL = ["cnp", "canp", "tnpd", "convcnp", "lnp", "np", "anp"]
 LATENT = ["lnp", "np", "anp"]
 SMALL = {
     "hidden_dim": 16,
@@ -66,15 +66,15 @@ def close(a, b, atol=1e-10):
 
 
 def test_registry_holds_the_neural_processes_the_statistician_and_the_vae():
-    assert sorted(MODELS) == ["anp", "canp", "cnp", "deep_prior", "lnp", "np", "statistician", "tnpd", "vae"]
-    assert [MODELS[n].is_latent for n in ALL] == [False, False, False, True, True, True]
+    assert sorted(MODELS) == ["anp", "canp", "cnp", "convcnp", "deep_prior", "lnp", "np", "statistician", "tnpd", "vae"]
+    assert [MODELS[n].is_latent for n in ALL] == [False, False, False, False, True, True, True]
 
 
 def test_build_model_with_unknown_name_lists_the_choices():
     with pytest.raises(
         ValueError,
         match=r"unknown model 'transformer'; expected one of "
-        r"\['anp', 'canp', 'cnp', 'deep_prior', 'lnp', 'np', 'statistician', 'tnpd', 'vae'\]",
+        r"\['anp', 'canp', 'cnp', 'convcnp', 'deep_prior', 'lnp', 'np', 'statistician', 'tnpd', 'vae'\]",
     ):
         build_model("transformer")
 

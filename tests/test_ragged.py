@@ -11,7 +11,7 @@ from npkit.models import MODELS, build_model
 from npkit.objectives import elbo, iwae, log_marginal_estimate, ml, nll
 from npkit.tasks import Batch
 
-ALL = ["cnp", "canp", "tnpd", "lnp", "np", "anp"]
+ALL = ["cnp", "canp", "tnpd", "convcnp", "lnp", "np", "anp"]
 LATENT = ["lnp", "np", "anp"]
 # global_paths and post_layers: the extra pooled paths and post-pooling MLPs of the TNP reference sizes
 SMALL = {"hidden_dim": 16, "r_dim": 16, "z_dim": 8, "encoder_layers": 2, "decoder_layers": 2, "num_heads": 4}

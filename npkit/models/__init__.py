@@ -10,6 +10,7 @@ from npkit.models.anp import ANP, ANPConfig
 from npkit.models.base import LatentConfig, ModelConfig, NeuralProcess
 from npkit.models.canp import CANP, CANPConfig
 from npkit.models.cnp import CNP
+from npkit.models.convcnp import ConvCNP, ConvCNPConfig
 from npkit.models.deep_prior import DeepPrior, DeepPriorConfig
 from npkit.models.lnp import LatentCNP
 from npkit.models.np import NP
@@ -17,7 +18,7 @@ from npkit.models.statistician import NeuralStatistician, StatisticianConfig
 from npkit.models.tnp import TNPD, TNPConfig
 from npkit.models.vae import VAE, VAEConfig
 
-MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, CANP, LatentCNP, NP, ANP, TNPD, DeepPrior)}
+MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, CANP, ConvCNP, LatentCNP, NP, ANP, TNPD, DeepPrior)}
 
 
 def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
@@ -44,6 +45,8 @@ __all__ = [
     "CANP",
     "CANPConfig",
     "CNP",
+    "ConvCNP",
+    "ConvCNPConfig",
     "DeepPrior",
     "DeepPriorConfig",
     "MODELS",

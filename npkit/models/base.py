@@ -208,6 +208,8 @@ class NeuralProcess(nn.Module):
     name: ClassVar[str]
     is_latent: ClassVar[bool]
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    # False: the decoder reads only the representation, not x_t (translation-equivariant families)
+    decoder_reads_x: ClassVar[bool] = True
 
     def __init__(self, config: ModelConfig | None = None, **options) -> None:
         super().__init__()
@@ -224,7 +226,7 @@ class NeuralProcess(nn.Module):
         self.deterministic = paths[0] if len(paths) == 1 else ConcatPaths(paths) if paths else None
         self.latent = self.build_latent(cfg)
         det_dim = getattr(self.deterministic, "out_dim", cfg.r_dim) if self.deterministic is not None else 0
-        in_dim = cfg.x_dim + det_dim
+        in_dim = (cfg.x_dim if self.decoder_reads_x else 0) + det_dim
         z_dim = cfg.z_dim if self.latent is not None else 0
         out_dim = self.likelihood.num_params(cfg.y_dim)
         self.decoder = Decoder(in_dim, z_dim, cfg.hidden_dim, out_dim, cfg.decoder_layers, cfg.decoder_activation)
@@ -260,10 +262,12 @@ class NeuralProcess(nn.Module):
         return None if self.deterministic is None else self.deterministic.encode(xc, yc, mask_c)
 
     def aggregate(self, encoded: Any, xt: Tensor) -> Tensor:
-        """Decoder inputs per target, [B, Nt, x_dim (+ r_dim)]: x_t and its representation."""
+        """Decoder inputs per target, [B, Nt, x_dim (+ r_dim)]: x_t and its representation
+        (the representation alone, [B, Nt, r_dim], when ``decoder_reads_x`` is False)."""
         if self.deterministic is None:
             return xt
-        return torch.cat([xt, self.deterministic(xt, encoded)], -1)
+        r = self.deterministic(xt, encoded)
+        return torch.cat([xt, r], -1) if self.decoder_reads_x else r
 
     def decode(self, h: Tensor, z: Tensor | None) -> Tensor:
         """Likelihood parameters [S, B, Nt, P] (or [B, Nt, P]) from h [B, Nt, D] and z [S, B, z_dim]."""
