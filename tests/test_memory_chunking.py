@@ -90,7 +90,7 @@ def test_decoder_pieces_are_bounded_in_targets_and_samples(monkeypatch):
     batch = image_like(nt=40)
     sizes = []
     decode = model.decode
-    model.decode = lambda h, z: sizes.append((z.shape[0], h.shape[1])) or decode(h, z)
+    model.decode = lambda h, z: sizes.append((z.shape[0], h[0].shape[1])) or decode(h, z)  # h[0]: x_t
     monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 3 * HIDDEN * 10)  # 10 sample-targets
     with torch.no_grad():
         pred = model(batch.xc, batch.yc, batch.xt, num_samples=4)

@@ -649,3 +649,20 @@ def test_global_paths_concatenate_pooled_representations_and_post_layers_follow_
     assert two(xc, yc, xt).mean.shape == (3, 5, 1)
     with pytest.raises(ValueError, match="global_paths must be an integer >= 0"):
         build_model("cnp", global_paths=-1)
+
+
+def test_the_decoder_reads_broadcast_parts_as_one_linear_on_their_concatenation():
+    """Per-task parts [B, 1, D] and z enter the first layer once per task; the result must equal
+    the MLP on the explicit concatenation [x_t, r_1 (per point), r_2 (per task), z]."""
+    from npkit.models.base import Decoder
+
+    torch.manual_seed(0)
+    decoder = Decoder(in_dim=1 + 5 + 3, z_dim=2, hidden_dim=8, out_dim=2, num_layers=3).double()
+    xt, r1, r2 = torch.randn(4, 6, 1), torch.randn(4, 6, 5), torch.randn(4, 1, 3)
+    z = torch.randn(7, 4, 2)
+    xt, r1, r2, z = (t.double() for t in (xt, r1, r2, z))
+    dense = torch.cat([xt, r1, r2.expand(-1, 6, -1)], -1)
+    explicit = decoder.net(torch.cat([dense.expand(7, -1, -1, -1), z[:, :, None].expand(-1, -1, 6, -1)], -1))
+    torch.testing.assert_close(decoder((xt, r1, r2), z), explicit)
+    no_z = Decoder(in_dim=9, z_dim=0, hidden_dim=8, out_dim=2, num_layers=3).double()
+    torch.testing.assert_close(no_z((xt, r1, r2)), no_z.net(dense))

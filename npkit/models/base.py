@@ -113,7 +113,7 @@ def check_num_samples(num_samples: int) -> int:
 
 class MeanPath(nn.Module):
     """Deterministic path r = post(mean_i MLP([x_i, y_i])) (optionally with self-attention before
-    the pooling): one representation for every target, [B, Nt, r_dim]."""
+    the pooling): one representation for every target, [B, 1, r_dim] (broadcast over targets)."""
 
     def __init__(self, cfg: ModelConfig, attention_layers: int = 0, num_heads: int = 8) -> None:
         super().__init__()
@@ -127,12 +127,12 @@ class MeanPath(nn.Module):
         return self.encoder(torch.cat([xc, yc], -1), mask)  # [B, r_dim]
 
     def forward(self, xt: Tensor, encoded: Tensor) -> Tensor:
-        return encoded.unsqueeze(1).expand(-1, xt.shape[1], -1)  # [B, Nt, r_dim]
+        return encoded.unsqueeze(1)  # [B, 1, r_dim]: the same for every target (broadcast)
 
 
 class ConcatPaths(nn.Module):
-    """Several deterministic paths side by side: each encodes the context its own way and their
-    representations per target are concatenated, [B, Nt, sum of out_dim]."""
+    """Several deterministic paths side by side: each encodes the context its own way; their
+    representations per target (each [B, Nt or 1, out_dim]) are the decoder's inputs side by side."""
 
     def __init__(self, paths: list[nn.Module]) -> None:
         super().__init__()
@@ -142,8 +142,8 @@ class ConcatPaths(nn.Module):
     def encode(self, xc: Tensor, yc: Tensor, mask: Tensor | None) -> tuple:
         return tuple(path.encode(xc, yc, mask) for path in self.paths)
 
-    def forward(self, xt: Tensor, encoded: tuple) -> Tensor:
-        return torch.cat([path(xt, e) for path, e in zip(self.paths, encoded)], -1)
+    def forward(self, xt: Tensor, encoded: tuple) -> tuple[Tensor, ...]:
+        return tuple(path(xt, e) for path, e in zip(self.paths, encoded))
 
 
 class LatentPath(nn.Module):
@@ -176,11 +176,14 @@ class LatentPath(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Likelihood parameters MLP([h, z]) for per-point inputs h [B, N, D] and per-task latent
-    samples z [S, B, z_dim] (or none) -> [S, B, N, P] (or [B, N, P]).
+    """Likelihood parameters MLP([h_1, ..., h_k, z]) for per-point inputs h_j [B, N or 1, D_j]
+    (a tensor or a tuple of them, concatenated in order; a part of size 1 in N is the same for
+    every point) and per-task latent samples z [S, B, z_dim] (or none) -> [S, B, N, P] (or
+    [B, N, P]).
 
-    The first layer is applied as W_h h + W_z z + b, so the per-point part is computed once
-    rather than once per sample (same parameters as one Linear on the concatenation).
+    The first layer is applied as sum_j W_j h_j + W_z z + b, with broadcasting: a per-task part
+    (a pooled representation) and z are multiplied once per task rather than once per point and
+    sample (same parameters as one Linear on the concatenation).
     """
 
     def __init__(
@@ -190,13 +193,24 @@ class Decoder(nn.Module):
         self.in_dim = in_dim
         self.net = mlp(in_dim + z_dim, hidden_dim, out_dim, num_layers, activation)
 
-    def forward(self, h: Tensor, z: Tensor | None = None) -> Tensor:
-        if z is None:
-            return self.net(h)
-        first = self.net[0]
-        per_point = F.linear(h, first.weight[:, : self.in_dim], first.bias)  # [B, N, H]
-        per_sample = F.linear(z, first.weight[:, self.in_dim :])  # [S, B, H]
-        return self.net[1:](per_point.unsqueeze(0) + per_sample.unsqueeze(2))  # [S, B, N, P]
+    def _first(self, parts: tuple[Tensor, ...]) -> Tensor:
+        """sum_j W_j h_j + b over the parts, [B, N, H] (the first layer before its activation)."""
+        first, start, out = self.net[0], 0, None
+        for part in parts:
+            stop = start + part.shape[-1]
+            term = F.linear(part, first.weight[:, start:stop], first.bias if out is None else None)
+            out, start = term if out is None else out + term, stop
+        return out
+
+    def forward(self, h: Tensor | tuple[Tensor, ...], z: Tensor | None = None) -> Tensor:
+        parts = h if isinstance(h, tuple) else (h,)
+        if z is None and len(parts) == 1:
+            return self.net(parts[0])
+        per_point = self._first(parts)  # [B, N, H]
+        if z is not None:
+            per_sample = F.linear(z, self.net[0].weight[:, self.in_dim :])  # [S, B, H]
+            per_point = per_point.unsqueeze(0) + per_sample.unsqueeze(2)  # [S, B, N, H]
+        return self.net[1:](per_point)
 
 
 class NeuralProcess(nn.Module):
@@ -261,16 +275,19 @@ class NeuralProcess(nn.Module):
         """The deterministic path's encoding of the context (None without that path)."""
         return None if self.deterministic is None else self.deterministic.encode(xc, yc, mask_c)
 
-    def aggregate(self, encoded: Any, xt: Tensor) -> Tensor:
-        """Decoder inputs per target, [B, Nt, x_dim (+ r_dim)]: x_t and its representation
-        (the representation alone, [B, Nt, r_dim], when ``decoder_reads_x`` is False)."""
+    def aggregate(self, encoded: Any, xt: Tensor) -> Tensor | tuple[Tensor, ...]:
+        """Decoder inputs per target: x_t [B, Nt, x_dim] and its representation(s), each
+        [B, Nt or 1, r_dim] (1: the same for every target), as a tuple the decoder reads side by
+        side (the representation alone when ``decoder_reads_x`` is False)."""
         if self.deterministic is None:
             return xt
         r = self.deterministic(xt, encoded)
-        return torch.cat([xt, r], -1) if self.decoder_reads_x else r
+        parts = r if isinstance(r, tuple) else (r,)
+        return (xt, *parts) if self.decoder_reads_x else parts
 
-    def decode(self, h: Tensor, z: Tensor | None) -> Tensor:
-        """Likelihood parameters [S, B, Nt, P] (or [B, Nt, P]) from h [B, Nt, D] and z [S, B, z_dim]."""
+    def decode(self, h: Tensor | tuple[Tensor, ...], z: Tensor | None) -> Tensor:
+        """Likelihood parameters [S, B, Nt, P] (or [B, Nt, P]) from the decoder inputs h (see
+        ``aggregate``) and z [S, B, z_dim]."""
         return self.decoder(h, z)
 
     # ---------------------------------------------------------------- the interface
