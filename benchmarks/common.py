@@ -1,8 +1,10 @@
-"""What several benchmark scripts share: the machine's name and training a preset into a run folder."""
+"""What several benchmark scripts share: the machine's name, the process's memory and training a
+preset into a run folder."""
 
 from __future__ import annotations
 
 import platform
+import resource
 from pathlib import Path
 
 from npkit.cli import main as npkit_main
@@ -16,6 +18,31 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def memory_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory in MB: ``VmRSS`` now, or ``VmHWM`` its peak since it started
+    or since :func:`reset_peak_memory` (``/proc/self/status``, Linux). Unlike ``ru_maxrss``, the
+    peak is this process's own: a child's ``ru_maxrss`` starts at its parent's peak (the memory
+    image it was spawned from). Elsewhere, ``ru_maxrss`` for both."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_memory() -> bool:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def train(preset: str, run: Path, sets: list[str]) -> None:

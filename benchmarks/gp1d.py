@@ -43,10 +43,10 @@ from npkit.train import default_threads
 KERNELS = ("rbf", "matern52", "periodic")
 
 
-def objective_of(model) -> tuple[str, dict]:
-    """The bound the gp1d presets train with: nll, or the 4-sample importance-weighted bound with
-    proposal q(z | C ∪ T) for latent models (as the BNP/TNP reference code)."""
-    return ("iwae", {"num_samples": 4}) if model.is_latent else ("nll", {})
+def objective_of(name: str) -> tuple[str, dict]:
+    """The objective preset gp1d-<name> trains with (CNPs: nll; latent models: the 4-sample
+    importance-weighted bound with proposal q(z | C ∪ T), as the BNP/TNP reference code)."""
+    return split_section(load_config(f"gp1d-{name}")["objective"])
 
 
 def make_model(name: str):
@@ -84,7 +84,7 @@ def scores_of(name: str, run: Path, args: argparse.Namespace) -> dict:
     result["steps"] = load_config(run / "config.yaml")["train"]["steps"]
     result["scores"] = {k: evaluate(model, eval_set(k, args), num_samples=50, autoregressive=ar) for k in KERNELS}
     timing = make_model(name)
-    objective_name, options = objective_of(timing)
+    objective_name, options = objective_of(name)
     objective = get_objective(objective_name, timing, **options)
     generator = torch.Generator().manual_seed(99)
     batches = [make_sampler("gp1d", kernel="rbf").sample(16, generator) for _ in range(55)]

@@ -3,7 +3,7 @@ and samples), and of one training step, as information.
 
     python benchmarks/memory.py [--models cnp lnp np anp] [--width 128] [--baseline]
 
-Each measurement runs in its own process, so its peak RSS (``ru_maxrss``) is its own. The default
+Each measurement runs in its own process, so its peak RSS (``VmHWM``) is its own. The default
 task is a batch of 16 64x64 RGB images: x in [0, 1]^2, y in [0, 1]^3, 300 context points and
 4,096 targets, 50 latent samples. Three measurements:
 
@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 
 import torch
-from common import cpu_name  # sibling script: benchmarks/ is on sys.path
+from common import cpu_name, memory_mb  # sibling script: benchmarks/ is on sys.path
 
 import npkit
 from npkit.evaluation import evaluate
-from npkit.models import build_model
+from npkit.models import MODELS, build_model
 from npkit.objectives import iwae, nll
 from npkit.tasks import Batch
 
@@ -38,12 +37,12 @@ TASKS = ("evaluate", "predict", "train")
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return memory_mb("VmHWM")  # this process's own peak (a child's ru_maxrss starts at its parent's)
 
 
 def make_model(name: str, width: int):
     sizes = dict(hidden_dim=width, r_dim=width)
-    return build_model(name, x_dim=2, y_dim=3, **sizes, **({} if name == "cnp" else {"z_dim": width}))
+    return build_model(name, x_dim=2, y_dim=3, **sizes, **({"z_dim": width} if MODELS[name].is_latent else {}))
 
 
 def make_batch(batch_size: int, num_context: int, num_target: int, seed: int) -> Batch:
