@@ -70,7 +70,8 @@ def worker(args: argparse.Namespace) -> dict:
             _ = (pred.mean, pred.stddev)  # the mixture's moments are computed on access
     else:
         model.train()
-        loss = iwae(model, batch, num_samples=args.train_samples) if model.is_latent else nll(model, batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):  # train.precision=bf16-mixed
+            loss = iwae(model, batch, num_samples=args.train_samples) if model.is_latent else nll(model, batch)
         loss.loss.backward()
     seconds = time.perf_counter() - start
     return {
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--train-context", type=int, default=1000)
     parser.add_argument("--train-samples", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--bf16", action="store_true", help="train: the forward pass under bfloat16 autocast")
     parser.add_argument(
         "--baseline",
         action="store_true",
@@ -114,7 +116,8 @@ def main() -> None:
     print(
         f"batch {args.batch_size}, x_dim 2, y_dim 3, width {args.width}; evaluate/predict: {args.context} context, "
         f"{args.targets} targets, {args.samples} latent samples; train: {args.train_context} context, "
-        f"{args.targets} targets, iwae with {args.train_samples} samples (nll for cnp), forward + backward\n"
+        f"{args.targets} targets, iwae with {args.train_samples} samples (nll for cnp), forward + backward"
+        f"{' (forward under bfloat16 autocast)' if args.bf16 else ''}\n"
     )
     head = ["model", "task", "params", "peak RSS MB"] + (["baseline MB", "increment MB"] if args.baseline else [])
     print("| " + " | ".join([*head, "seconds"]) + " |")
@@ -136,6 +139,7 @@ def main() -> None:
         str(args.train_samples),
         "--threads",
         str(args.threads),
+        *(["--bf16"] if args.bf16 else []),
     ]
     for name in args.models:
         for task in args.tasks:
