@@ -21,7 +21,11 @@ AMX; the peer runs float32). The peer's models: ``construct_gnp`` (cnp; np with 
 and ``construct_agnp`` (canp; anp with ``dim_lv``): cross-attention only, latent path a
 mean-pooled MLP. npkit's attentive models match that with ``attention_layers=0``; rows marked
 ``+self-attn`` add ``--self-attention`` blocks on both paths (Kim et al.'s ANP), which the peer
-has not. Latent models train on the same objective: log of the mean likelihood over
+has not. ``--models convcnp``: the peer's ``construct_convgnp`` with its default UNet (6 stride-2
+layers of kernel 5, ``width`` channels; 64 points per unit, margin 0.1) against npkit's convcnp of
+the same layout (``r_dim`` = width, a linear head) whose grid also covers x_range [-2, 2], the
+gp1d-nps inputs, since npkit encodes the context before it sees targets (the peer grids context
+∪ targets); both 320 grid points here. Latent models train on the same objective: log of the mean likelihood over
 ``--samples`` z ~ p(z | C) (npkit ``ml``, the peer's ``loglik``). Steps alternate npkit / peer,
 so both see the same machine load; medians after 5 warm-up steps; ratio = npkit / peer.
 """
@@ -42,6 +46,10 @@ from npkit.objectives import get_objective
 from npkit.train import adam, default_threads
 
 PEER = {"cnp": "construct_gnp", "canp": "construct_agnp", "np": "construct_gnp", "anp": "construct_agnp"}
+PEER["convcnp"] = "construct_convgnp"
+# convcnp: the peer's default UNet (6 halvings, kernel 5, width channels), grid of 64 points per unit,
+# margin 0.1; npkit's grid also covers the gp1d-nps inputs' range, as it encodes before seeing targets
+CONV = dict(conv_layers=6, kernel_size=5, points_per_unit=64, margin=0.1)
 WARMUP = 5
 
 
@@ -108,6 +116,8 @@ def interleaved_ms(steps: dict, batches) -> dict[str, float]:
 def npkit_model(name: str, width: int, self_attention: int):
     """npkit's model of the peer comparison: ``name`` at ``width``, the peer's depths."""
     torch.manual_seed(0)
+    if name == "convcnp":  # a linear head on r, as the peer's final 1x1 convolution
+        return build_model(name, hidden_dim=width, r_dim=width, decoder_layers=1, x_range=[-2.0, 2.0], **CONV)
     sizes = dict(hidden_dim=width, r_dim=width, encoder_layers=4, decoder_layers=7)
     if name in ("canp", "anp"):
         sizes["attention_layers"] = self_attention
@@ -119,6 +129,12 @@ def npkit_model(name: str, width: int, self_attention: int):
 def peer_model(name: str, width: int):
     import neuralprocesses.torch as nps
 
+    if name == "convcnp":
+        unet = dict(unet_channels=(width,) * CONV["conv_layers"], unet_kernels=CONV["kernel_size"])
+        ppu, margin = CONV["points_per_unit"], CONV["margin"]
+        return nps.construct_convgnp(
+            dim_x=1, dim_yc=(1,), dim_yt=1, likelihood="het", points_per_unit=ppu, margin=margin, **unet
+        )
     latent = {"dim_lv": width} if name in ("np", "anp") else {}
     return getattr(nps, PEER[name])(
         dim_x=1, dim_yc=1, dim_yt=1, dim_embedding=width, width=width, likelihood="het", **latent
@@ -185,7 +201,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed steps (after 5 warm-up steps)")
     parser.add_argument("--targets-only", action="store_true", help="npkit alone: score the targets only")
     args = parser.parse_args()
-    args.models = args.models or (list(PEER) if args.peer else ["cnp", "lnp", "np", "anp"])
+    args.models = args.models or (["cnp", "canp", "np", "anp"] if args.peer else ["cnp", "lnp", "np", "anp"])
     if args.peer and set(args.models) - set(PEER):
         parser.error(f"--peer compares {sorted(PEER)}, got {args.models}")
 
