@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from npkit.autoregressive import ar_sample
 from npkit.baselines.gp import gp_posterior
 from npkit.completion import mean_pairwise_distance
 from npkit.data.gp import TrueGP
@@ -155,6 +156,7 @@ def predictions_figure(
     title: str | None = None,
     label: str | None = None,
     oracle_grid: int | None = None,
+    autoregressive: int = 0,
 ) -> Figure:
     """The figure of :func:`plot_predictions`."""
     _check_1d(model)
@@ -176,6 +178,14 @@ def predictions_figure(
     marginal = SampleMixture(components)  # batch [n, G]
     mean, std = marginal.mean[..., 0].cpu(), marginal.stddev[..., 0].cpu()  # [n, G]
     samples = components.mean[..., 0].cpu()  # [S, n, G]
+    ar_grid, ar_draws = None, None
+    if autoregressive and not model.is_latent:
+        ar_grid = torch.linspace(*x_range, autoregressive, dtype=batch.xc.dtype)  # [P]
+        with _predicting(model, seed) as device:
+            order = torch.randperm(autoregressive)  # a random order: no drift from one side
+            xq = ar_grid[order].to(device)[None, :, None].expand(n, -1, -1)
+            draws = ar_sample(model, batch.xc[:n].to(device), batch.yc[:n].to(device), xq, num_samples, mask_c)
+        ar_draws = draws[..., 0].cpu()[:, :, order.argsort()]  # [S, n, P], back in grid order
     # the oracle conditions on every context point, so it is skipped for ragged (masked) batches
     truth = None
     if gp is not None and batch.mask_c is None:
@@ -193,6 +203,10 @@ def predictions_figure(
         if model.is_latent:  # function samples exist for latent models only
             for s in range(samples.shape[0]):
                 ax.plot(grid, samples[s, i], color=MODEL_COLOR, lw=0.6, alpha=0.5, label="samples" if s == 0 else None)
+        if ar_draws is not None:
+            for s in range(ar_draws.shape[0]):
+                name = "autoregressive samples" if s == 0 else None
+                ax.plot(ar_grid, ar_draws[s, i], color=MODEL_COLOR, lw=0.6, alpha=0.5, label=name)
         _mean_and_band(ax, grid, mean[i], std[i], MODEL_COLOR, f"{label} mean ± 2 std", zorder=2)
         keep_c = slice(None) if batch.mask_c is None else batch.mask_c[i].cpu()
         keep_t = slice(None) if batch.mask_t is None else batch.mask_t[i].cpu()
@@ -230,7 +244,9 @@ def plot_predictions(model: NeuralProcess, batch: Batch, path: str | Path, **opt
     the model, data and training steps; default ``"<label>: predictions"``); ``label`` names the
     model in the legend (default ``model.name``). ``options`` are those of
     :func:`predictions_figure` (``num_tasks``, ``num_samples``, ``grid_size``, ``x_range``,
-    ``gp``, ``seed``, ``title``, ``label``, ``oracle_grid``). Returns ``path``.
+    ``gp``, ``seed``, ``title``, ``label``, ``oracle_grid``, ``autoregressive``: for a
+    deterministic model, that many grid points at which ``num_samples`` functions are drawn
+    autoregressively, ``npkit.ar_sample``, in a random order). Returns ``path``.
     """
     return _save(predictions_figure(model, batch, **options), path)
 

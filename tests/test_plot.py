@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import npkit
 import npkit.plot
 from npkit.baselines.gp import gp_posterior
 from npkit.cli import main
@@ -415,3 +416,24 @@ def test_npkit_plot_draws_tasks_without_a_generating_gp_over_plot_x_range(tmp_pa
     assert "predictions-sine5.png" in figures and "prior-trained.png" in figures
     assert main(["plot", str(run), "--set=plot.x_range=[2, 1]"]) == 2
     assert "plot.x_range must be [low, high] with low < high" in capsys.readouterr().err
+
+
+def test_predictions_figure_draws_autoregressive_samples_of_a_deterministic_model(batch):
+    """Each of the num_samples lines is one ar_sample draw on the figure's grid, in grid order."""
+    torch.manual_seed(0)
+    model = build_model("cnp", hidden_dim=16, r_dim=16)
+    fig = predictions_figure(model, batch, num_tasks=1, num_samples=3, autoregressive=12, x_range=(-2, 2))
+    ax = visible_axes(fig)[0]
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 12]
+    assert len(lines) == 3
+    for line in lines:
+        np.testing.assert_allclose(line.get_xdata(), np.linspace(-2, 2, 12), rtol=0, atol=1e-6)
+    assert "autoregressive samples" in [t.get_text() for t in fig.legends[0].get_texts()]
+    torch.manual_seed(0)  # as the figure draws them: a random order, then the draws in that order
+    order = torch.randperm(12)
+    xq = torch.linspace(-2, 2, 12, dtype=batch.xc.dtype)[order][None, :, None]
+    with torch.no_grad():
+        draws = npkit.ar_sample(model.eval(), batch.xc[:1], batch.yc[:1], xq, num_samples=3)[:, 0, :, 0]
+    expected = draws[:, order.argsort()].numpy()  # back in grid order
+    np.testing.assert_allclose(np.stack([line.get_ydata() for line in lines]), expected, rtol=1e-5, atol=1e-6)
+    assert expected.std(0).mean() > 0  # draws, not the mean thrice
