@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from npkit.plot import _figure, _save
-from npkit.statistician_eval import summary_points
+from npkit.statistician_eval import in_eval_mode, summary_points
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray")
 
@@ -54,6 +54,7 @@ def plot_posterior_means(
 
 
 @torch.no_grad()
+@in_eval_mode
 def plot_spatial_summaries(
     model,
     x: Tensor,

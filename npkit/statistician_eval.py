@@ -9,14 +9,17 @@
 - :func:`summary_points`: the few items of a set that best stand for all of it;
 - :func:`elbo_on`: the ELBO terms on held-out datasets.
 
-Shapes: a set is x [n_items, x_dim], a batch of sets x [batch, n_items, x_dim].
+Shapes: a set is x [n_items, x_dim], a batch of sets x [batch, n_items, x_dim]. Every function
+runs the model in eval mode (restoring its mode after), as batch normalisation needs.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -25,11 +28,33 @@ from torch.distributions import kl_divergence
 from npkit.data.sets import PointSets
 from npkit.objectives import statistician_elbo_terms
 
+_Fn = TypeVar("_Fn", bound=Callable)
+
 
 def _float_dtype(model) -> torch.dtype:
     return next(model.parameters(), torch.empty(0)).dtype
 
 
+def in_eval_mode(fn: _Fn) -> _Fn:
+    """Run ``fn(model, ...)`` with the model in eval mode, then restore its mode: a batch-normalised
+    statistician (``normalization="batch"``) then encodes each set with the running statistics,
+    independently of the other sets, and evaluation leaves those statistics untouched."""
+
+    @functools.wraps(fn)
+    def wrapped(model, *args, **kwargs):
+        if not isinstance(model, torch.nn.Module):
+            return fn(model, *args, **kwargs)
+        was_training = model.training
+        model.eval()
+        try:
+            return fn(model, *args, **kwargs)
+        finally:
+            model.train(was_training)
+
+    return wrapped  # type: ignore[return-value]
+
+
+@in_eval_mode
 @torch.no_grad()
 def statistic_means(model, x: Tensor) -> Tensor:
     """The means of q(c | D) of the sets x [batch, n_items, x_dim] -> [batch, c_dim] (float64, CPU)."""
@@ -141,6 +166,7 @@ def few_shot_accuracy(
     return results
 
 
+@in_eval_mode
 @torch.no_grad()
 def summary_points(model, x: Tensor, k: int = 6) -> Tensor:
     """Indices [k] of the k items of the set x [n_items, x_dim] that best explain it: greedily, one
@@ -159,6 +185,7 @@ def summary_points(model, x: Tensor, k: int = 6) -> Tensor:
     return torch.tensor(chosen)
 
 
+@in_eval_mode
 @torch.no_grad()
 def elbo_on(model, sampler, num_datasets: int = 512, batch_size: int = 64, seed: int = 0) -> dict[str, float]:
     """The ELBO terms of :func:`npkit.objectives.statistician_elbo_terms` (per item) averaged over

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
 from npkit.data.sets import FAMILIES, DistributionSets, PointSets, SetBatch, spatial_digits
 from npkit.models import MODELS, NeuralStatistician, StatisticianConfig, build_model
+from npkit.models.statistician import MaskedBatchNorm
+from npkit.nn import mlp
 from npkit.objectives import statistician_elbo, statistician_elbo_terms
 from npkit.runs import load_model, save_model
 from npkit.train import fit
@@ -66,18 +70,20 @@ def test_generation_is_conditioned_on_the_posterior_mean_of_the_context():
     assert torch.equal(model.generate(given, 5).mean, expected.mean)
 
 
+@pytest.mark.parametrize("normalization", ["none", "batch"])
 @pytest.mark.parametrize("pooling", ["mean", "sum", "max"])
-def test_statistic_is_invariant_to_the_order_of_the_items(pooling):
-    model, x = make(double=True, pooling=pooling), sets(num_items=25).x.double()
+def test_statistic_is_invariant_to_the_order_of_the_items(pooling, normalization):
+    model, x = make(double=True, pooling=pooling, normalization=normalization), sets(num_items=25).x.double()
     shuffled = x[:, torch.randperm(25, generator=torch.Generator().manual_seed(1))]
     q, q_shuffled = model.statistic(x), model.statistic(shuffled)
     assert torch.allclose(q.mean, q_shuffled.mean, rtol=0, atol=1e-12)
     assert torch.allclose(q.stddev, q_shuffled.stddev, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("normalization", ["none", "batch"])
 @pytest.mark.parametrize("pooling", ["mean", "sum", "max"])
-def test_masked_items_are_dropped_from_the_statistic(pooling):
-    model, x = make(double=True, pooling=pooling), sets(num_items=12).x.double()
+def test_masked_items_are_dropped_from_the_statistic(pooling, normalization):
+    model, x = make(double=True, pooling=pooling, normalization=normalization), sets(num_items=12).x.double()
     mask = torch.zeros(3, 12, dtype=torch.bool)
     mask[:, :7] = True
     garbage = x.clone()
@@ -95,8 +101,9 @@ def test_built_by_name_from_a_config_or_options_and_registered():
         NeuralStatistician(config, c_dim=2)
 
 
-def test_save_and_load_give_identical_outputs(tmp_path):
-    model, x = make(likelihood="bernoulli", pooling="max"), sets().x
+@pytest.mark.parametrize("normalization", ["none", "batch"])
+def test_save_and_load_give_identical_outputs(tmp_path, normalization):
+    model, x = make(likelihood="bernoulli", pooling="max", normalization=normalization), sets().x
     loaded = load_model(save_model(model, tmp_path / "statistician"))
     assert type(loaded) is NeuralStatistician and loaded.config == model.config
     a, b = seeded(model, x), seeded(loaded, x)
@@ -113,6 +120,7 @@ def test_save_and_load_give_identical_outputs(tmp_path):
         ("num_stochastic_layers", 0),
         ("min_sigma", 1.5),
         ("latent_min_sigma", -0.1),
+        ("normalization", "layer"),
     ],
 )
 def test_invalid_config_value_is_rejected_naming_it(option, value):
@@ -146,8 +154,9 @@ def test_every_elbo_term_is_normalised_per_item_of_its_dataset():
     assert torch.allclose(terms["kl_z"][0], top) and (terms["kl_z"] > 0).all()
 
 
-def test_masked_items_do_not_change_the_elbo():
-    model, batch = make(), sets(num_items=10)
+@pytest.mark.parametrize("normalization", ["none", "batch"])
+def test_masked_items_do_not_change_the_elbo(normalization):
+    model, batch = make(normalization=normalization), sets(num_items=10)
     mask = torch.ones(3, 10, dtype=torch.bool)
     mask[0, 6:] = False
     garbage = batch.x.clone()
@@ -169,6 +178,151 @@ def test_training_raises_the_elbo_of_held_out_datasets():
     fit(model, data, statistician_elbo, steps=150, batch_size=16, lr=3e-3, progress=False, accelerator="cpu")
     after = -seeded(statistician_elbo, model, held_out).loss.detach()
     assert after > before + 0.5, (before, after)
+
+
+# --------------------------------------------------------------------------- batch normalisation
+
+
+def batch_norms(model) -> list[MaskedBatchNorm]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def warmed_up(model: NeuralStatistician, steps: int = 5) -> NeuralStatistician:
+    """A few training-mode passes, so the running statistics are no longer their initial 0 / 1."""
+    with torch.no_grad():
+        for seed in range(steps):
+            model(sets(batch_size=8, seed=100 + seed).x.to(next(model.parameters()).dtype))
+    return model
+
+
+def test_default_builds_the_plain_networks_of_before():
+    """normalization="none" is the model as it was: the same modules, keys and initial weights."""
+    cfg = StatisticianConfig(**SMALL)
+    torch.manual_seed(0)
+    hidden, z, c, act = cfg.hidden_dim, cfg.z_dim, cfg.c_dim, cfg.activation
+    before = torch.nn.ModuleDict(
+        {
+            "instance_encoder": mlp(cfg.x_dim, hidden, hidden, cfg.encoder_layers, act),
+            "post_pooling": mlp(hidden, hidden, 2 * c, cfg.encoder_layers, act),
+            "priors": torch.nn.ModuleList(mlp(a + c, hidden, 2 * z, cfg.decoder_layers, act) for a in (0, z)),
+            "inference": torch.nn.ModuleList(
+                mlp(hidden + a + c, hidden, 2 * z, cfg.decoder_layers, act) for a in (0, z)
+            ),
+            "observation": mlp(2 * z + c, hidden, 2, cfg.decoder_layers, act),
+        }
+    ).state_dict()
+    now = make().state_dict()
+    assert list(now) == list(before)
+    assert all(torch.equal(now[k], before[k]) for k in before)
+    assert make().config.normalization == "none" and not batch_norms(make())
+
+
+def test_batch_option_adds_batch_norms_and_keeps_the_linear_initialisation():
+    plain, normed = make(), make(normalization="batch")
+    norms = batch_norms(normed)
+    # encoder 2 (hidden + output), post-pooling 1 + 1 parameter norm, 2 priors and 2 inference nets
+    # 1 + 1 each, observation 1
+    assert len(norms) == 2 + 2 + 4 * 2 + 1
+    heads = [m for m in norms if m.num_features == 1]
+    assert len(heads) == 5 and all(m.eps == 1e-3 and m.momentum == 0.01 for m in heads)
+    linear = {k: v for k, v in normed.named_parameters() if v.dim() == 2}
+    assert len(linear) == len(dict(plain.named_parameters())) // 2
+    assert all(torch.equal(v, p) for v, p in zip(linear.values(), (p for p in plain.parameters() if p.dim() == 2)))
+
+
+def test_batch_normalised_statistic_uses_the_other_sets_only_in_training():
+    model, x = warmed_up(make(double=True, normalization="batch")), sets(batch_size=4, seed=1).x.double()
+    others = x.clone()
+    others[1:] = sets(batch_size=4, seed=2).x.double()[1:]
+    model.eval()
+    alone = model.statistic(x[:1]).mean
+    assert torch.allclose(model.statistic(x).mean[:1], alone, rtol=0, atol=1e-12)
+    assert torch.allclose(model.statistic(others).mean[:1], alone, rtol=0, atol=1e-12)
+    a, b = seeded(model, x), seeded(model, others)
+    assert torch.allclose(a.p_x.mean[0], b.p_x.mean[0], rtol=0, atol=1e-12)
+    model.train()
+    assert not torch.allclose(model.statistic(x).mean[:1], model.statistic(others).mean[:1], rtol=0, atol=1e-6)
+
+
+def test_running_statistics_move_only_in_training_and_evaluation_uses_eval_mode():
+    from npkit.statistician_eval import elbo_on, statistic_means
+
+    model = warmed_up(make(normalization="batch"))
+    frozen = {k: v.clone() for k, v in model.state_dict().items()}
+    x = sets(batch_size=4, seed=3).x
+    statistic_means(model, x)
+    elbo_on(model, DistributionSets(num_items=20), num_datasets=8)
+    assert model.training  # restored
+    assert all(torch.equal(v, frozen[k]) for k, v in model.state_dict().items())
+    model.eval()
+    expected = model.statistic(x[:1]).mean.double()
+    assert torch.allclose(statistic_means(model.train(), x)[:1], expected, rtol=0, atol=1e-6)
+    model(x)
+    key = "instance_encoder.1.running_mean"
+    assert not torch.equal(model.state_dict()[key], frozen[key])
+
+
+def test_batch_normalised_masked_items_match_the_unpadded_sets_in_both_modes():
+    model, x = warmed_up(make(double=True, normalization="batch")), sets(batch_size=3, num_items=12).x.double()
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[:, 7:] = False
+    garbage = x.clone()
+    garbage[:, 7:] = 1e3
+    for mode in (True, False):
+        model.train(mode)
+        a, b, c = seeded(model, x[:, :7]), seeded(model, garbage, mask), seeded(model, x, mask)
+        assert torch.allclose(a.q_c.mean, b.q_c.mean, rtol=0, atol=1e-10)
+        for name in ("mean", "stddev"):  # the top layer: the same c, so the same distributions
+            for q_a, q_b in ((a.q_z[0], b.q_z[0]), (a.p_z[0], b.p_z[0])):
+                assert torch.allclose(getattr(q_a, name), getattr(q_b, name)[:, :7], rtol=0, atol=1e-10)
+        assert torch.allclose(b.p_x.mean[:, :7], c.p_x.mean[:, :7], rtol=0, atol=1e-10)  # the same noise
+
+
+def test_training_with_batch_norm_lowers_the_loss_on_spatial_digits():
+    """Scored in training mode, with the batch's statistics, as optimised: in eval mode the untrained
+    model's running statistics (0 and 1) make the normalisation an identity, not comparable."""
+    model = make(x_dim=2, normalization="batch")
+    train, test = spatial_digits("train", classes=[0, 1, 2], num_points=20), spatial_digits("test", num_points=20)
+    held_out = test.sample(32, torch.Generator().manual_seed(123))
+
+    def loss(training: bool) -> float:
+        state = {k: v.clone() for k, v in model.state_dict().items()}  # scoring moves no statistics
+        model.train(training)
+        with torch.no_grad():
+            value = seeded(statistician_elbo, model, held_out).loss.item()
+        model.load_state_dict(state)
+        return value
+
+    before = loss(True)
+    fit(model, train, statistician_elbo, steps=150, batch_size=16, lr=3e-3, progress=False, accelerator="cpu")
+    after = loss(True)
+    assert after < before / 5, (before, after)
+    assert math.isfinite(loss(False))
+
+
+def test_checkpoints_keep_the_running_statistics(tmp_path):
+    from npkit.runs import latest_checkpoint, load_trained
+
+    model = make(x_dim=2, normalization="batch")
+    fit(
+        model,
+        spatial_digits("train", num_points=20),
+        statistician_elbo,
+        steps=6,
+        batch_size=8,
+        checkpoint_every=3,
+        run_dir=tmp_path,
+        progress=False,
+        accelerator="cpu",
+    )
+    assert latest_checkpoint(tmp_path).name == "step-00000006"
+    loaded, state = load_trained(tmp_path), model.state_dict()
+    buffers = [k for k in state if "running" in k or "num_batches_tracked" in k]
+    assert len(buffers) == 3 * len(batch_norms(model)) and int(state["post_pooling.1.num_batches_tracked"]) == 6
+    assert all(torch.equal(loaded.state_dict()[k], state[k]) for k in state)
+    x = spatial_digits("test", num_points=20).sample(4, torch.Generator().manual_seed(0)).x
+    model.eval(), loaded.eval()
+    assert torch.equal(seeded(model, x).p_x.mean, seeded(loaded, x).p_x.mean)
 
 
 # --------------------------------------------------------------------------- the samplers

@@ -9,6 +9,10 @@ Every network is an MLP whose input is the concatenation of its parents (the pap
 the observation model sees every z and c (its skip connections). Latent layers are ordered as
 they are generated: index 0 is the top layer z_L, index L - 1 is z_1. Shapes: x [B, N, x_dim],
 mask [B, N] (True: the item is present); the ELBO lives in ``npkit.objectives.statistician_elbo``.
+
+``normalization="batch"`` adds the batch normalisation of the public re-implementation
+conormdurkan/neural-statistician (``spatial/spatialnets.py``), which keeps c informative on
+spatial digits where the plain networks let q(c | D) collapse onto the prior.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
 from npkit.nn import ACTIVATIONS, POOLINGS, mlp, pool
 from npkit.options import ModelOptions, check_positive_ints
 
+NORMALIZATIONS = ("none", "batch")
+
 
 @dataclass
 class StatisticianConfig(ModelOptions):
@@ -34,6 +40,18 @@ class StatisticianConfig(ModelOptions):
     ``decoder_layers``: layers of every latent network (prior and inference) and of the
     observation model. Latent Gaussians have std ``latent_min_sigma + softplus(raw)``; a gaussian
     observation model has std ``min_sigma + (1 - min_sigma) * softplus(raw)`` (npkit.likelihoods).
+
+    ``normalization``: ``"none"`` (plain MLPs) or ``"batch"``, the scheme of the re-implementation
+    conormdurkan/neural-statistician (``spatial/spatialnets.py``): a BatchNorm1d after every linear
+    layer of the instance encoder (over all points of all sets; its last layer too), after every
+    hidden linear layer of the post-pooling network (over the sets), of the prior and inference
+    networks of z and of the observation model (over all points), plus one single-channel
+    BatchNorm1d(1, eps=1e-3, momentum=0.01) over all output parameters of each Gaussian head,
+    q(c | D), q(z | ...) and p(z | ...). Masked items enter no statistics. In training the
+    statistics are those of the batch, so q(c | D) of a set depends on the other sets of the batch
+    (and training needs at least 2 sets per batch); in eval mode (``model.eval()``) running
+    statistics are used and each set is encoded on its own, so evaluate in eval mode
+    (``npkit.statistician_eval`` switches to it; calling the model directly does not).
     """
 
     x_dim: int = 1
@@ -48,6 +66,7 @@ class StatisticianConfig(ModelOptions):
     likelihood: str = "gaussian"
     min_sigma: float = 0.01
     latent_min_sigma: float = 0.001
+    normalization: str = "none"
 
     POSITIVE: ClassVar[tuple[str, ...]] = (
         "x_dim",
@@ -65,6 +84,7 @@ class StatisticianConfig(ModelOptions):
             ("pooling", self.pooling, tuple(POOLINGS)),
             ("activation", self.activation, tuple(ACTIVATIONS)),
             ("likelihood", self.likelihood, tuple(LIKELIHOODS)),
+            ("normalization", self.normalization, NORMALIZATIONS),
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
@@ -106,6 +126,63 @@ def per_item(c: Tensor, num_items: int) -> Tensor:
     return c.unsqueeze(1).expand(-1, num_items, -1)
 
 
+class MaskedBatchNorm(nn.BatchNorm1d):
+    """Batch normalisation of h [..., D] over all its leading positions (every point of every set,
+    or every set) that ``mask`` [...] marks as present; ``num_features`` D normalises each feature,
+    ``num_features`` 1 all D features as one channel (the reference's batch norm of a Gaussian's
+    output parameters). In training the statistics, and the update of the running ones, use the
+    present positions only; masked positions come out as 0. In eval mode every position is
+    normalised by the running statistics and ``mask`` is ignored. -> [..., D]."""
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        flat = h.reshape(-1, h.shape[-1])  # [P, D]
+        if mask is None or not self.training:
+            return super().forward(flat.reshape(-1, self.num_features)).reshape(h.shape)
+        keep = mask.reshape(-1)
+        present = flat[keep]  # [P', D]
+        normed = super().forward(present.reshape(-1, self.num_features)).reshape(present.shape)
+        return flat.new_zeros(flat.shape).index_put((keep,), normed).reshape(h.shape)
+
+
+class MaskedSequential(nn.Sequential):
+    """``nn.Sequential`` that hands ``mask`` to its :class:`MaskedBatchNorm` layers:
+    h [..., in] (mask [...] or None) -> [..., out]."""
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        for layer in self:
+            h = layer(h, mask) if isinstance(layer, MaskedBatchNorm) else layer(h)
+        return h
+
+
+def network(
+    in_dim: int,
+    hidden_dim: int,
+    out_dim: int,
+    num_layers: int,
+    activation: str,
+    normalization: str,
+    last: str | None = None,
+) -> MaskedSequential:
+    """``npkit.nn.mlp`` (its modules and initialisation unchanged, so "none" is the plain MLP);
+    with ``normalization="batch"`` a :class:`MaskedBatchNorm` after every hidden linear layer and,
+    by ``last``, after the output layer: ``"features"`` per output feature, ``"parameters"`` one
+    channel over all outputs (BatchNorm1d(1, eps=1e-3, momentum=0.01), for a Gaussian head)."""
+    layers = list(mlp(in_dim, hidden_dim, out_dim, num_layers, activation))
+    if normalization == "none":
+        return MaskedSequential(*layers)
+    out: list[nn.Module] = []
+    for layer in layers[:-1]:
+        out.append(layer)
+        if isinstance(layer, nn.Linear):
+            out.append(MaskedBatchNorm(layer.out_features))
+    out.append(layers[-1])
+    if last == "features":
+        out.append(MaskedBatchNorm(out_dim))
+    elif last == "parameters":
+        out.append(MaskedBatchNorm(1, eps=1e-3, momentum=0.01))
+    return MaskedSequential(*out)
+
+
 class NeuralStatistician(nn.Module):
     """Statistic network, latent hierarchy and observation model of the Neural Statistician.
 
@@ -124,18 +201,22 @@ class NeuralStatistician(nn.Module):
         if config is not None and not isinstance(config, StatisticianConfig):
             raise TypeError(f"NeuralStatistician takes a StatisticianConfig, got {type(config).__name__}")
         self.config = cfg = config if config is not None else StatisticianConfig.from_dict(options)
-        hidden, z_dim, c_dim, act = cfg.hidden_dim, cfg.z_dim, cfg.c_dim, cfg.activation
+        hidden, z_dim, c_dim = cfg.hidden_dim, cfg.z_dim, cfg.c_dim
+
+        def net(in_dim: int, out_dim: int, num_layers: int, last: str | None = None) -> MaskedSequential:
+            return network(in_dim, hidden, out_dim, num_layers, cfg.activation, cfg.normalization, last)
+
         self.likelihood = build_likelihood(cfg.likelihood, cfg.min_sigma)
-        self.instance_encoder = mlp(cfg.x_dim, hidden, hidden, cfg.encoder_layers, act)
-        self.post_pooling = mlp(hidden, hidden, 2 * c_dim, cfg.encoder_layers, act)
+        self.instance_encoder = net(cfg.x_dim, hidden, cfg.encoder_layers, "features")
+        self.post_pooling = net(hidden, 2 * c_dim, cfg.encoder_layers, "parameters")
         above = [0] + [z_dim] * (cfg.num_stochastic_layers - 1)  # size of z_{i+1} feeding layer i, top first
-        self.priors = nn.ModuleList(mlp(a + c_dim, hidden, 2 * z_dim, cfg.decoder_layers, act) for a in above)
+        self.priors = nn.ModuleList(net(a + c_dim, 2 * z_dim, cfg.decoder_layers, "parameters") for a in above)
         self.inference = nn.ModuleList(
-            mlp(hidden + a + c_dim, hidden, 2 * z_dim, cfg.decoder_layers, act) for a in above
+            net(hidden + a + c_dim, 2 * z_dim, cfg.decoder_layers, "parameters") for a in above
         )
         out_dim = self.likelihood.num_params(cfg.x_dim)
         observation_in = cfg.num_stochastic_layers * z_dim + c_dim
-        self.observation = mlp(observation_in, hidden, out_dim, cfg.decoder_layers, act)
+        self.observation = net(observation_in, out_dim, cfg.decoder_layers)
 
     def _check(self, x: Tensor, mask: Tensor | None) -> None:
         if x.dim() != 3 or x.shape[-1] != self.config.x_dim:
@@ -146,42 +227,46 @@ class NeuralStatistician(nn.Module):
     def statistic(self, x: Tensor, mask: Tensor | None = None) -> Distribution:
         """q(c | D) for x [B, N, x_dim] (mask [B, N]): batch [B], event [c_dim]."""
         self._check(x, mask)
-        return self._statistic(self.instance_encoder(x), mask)
+        return self._statistic(self.instance_encoder(x, mask), mask)
 
     def _statistic(self, encoded: Tensor, mask: Tensor | None) -> Distribution:
-        pooled = pool(encoded, mask, self.config.pooling)  # [B, hidden]
+        pooled = pool(encoded, mask, self.config.pooling)  # [B, hidden]: normalised over the B sets
         return diagonal_gaussian(self.post_pooling(pooled), self.config.latent_min_sigma)
 
-    def prior(self, layer: int, c_items: Tensor, z_above: Tensor | None) -> Distribution:
-        """p(z_layer | z_above, c) with c_items [B, N, c_dim], z_above [B, N, z_dim] (None at the top)."""
+    def prior(self, layer: int, c_items: Tensor, z_above: Tensor | None, mask: Tensor | None = None) -> Distribution:
+        """p(z_layer | z_above, c) with c_items [B, N, c_dim], z_above [B, N, z_dim] (None at the top);
+        mask [B, N] keeps padded items out of batch statistics."""
         parents = c_items if z_above is None else torch.cat([z_above, c_items], -1)
-        return diagonal_gaussian(self.priors[layer](parents), self.config.latent_min_sigma)
+        return diagonal_gaussian(self.priors[layer](parents, mask), self.config.latent_min_sigma)
 
-    def posterior(self, layer: int, encoded: Tensor, c_items: Tensor, z_above: Tensor | None) -> Distribution:
-        """q(z_layer | z_above, x, c) with the encoded items [B, N, hidden_dim]."""
+    def posterior(
+        self, layer: int, encoded: Tensor, c_items: Tensor, z_above: Tensor | None, mask: Tensor | None = None
+    ) -> Distribution:
+        """q(z_layer | z_above, x, c) with the encoded items [B, N, hidden_dim] (mask [B, N])."""
         parents = [encoded, c_items] if z_above is None else [encoded, z_above, c_items]
-        return diagonal_gaussian(self.inference[layer](torch.cat(parents, -1)), self.config.latent_min_sigma)
+        params = self.inference[layer](torch.cat(parents, -1), mask)
+        return diagonal_gaussian(params, self.config.latent_min_sigma)
 
-    def observe(self, z: list[Tensor], c_items: Tensor) -> Distribution:
-        """p(x | z_1..z_L, c) from every layer's z [B, N, z_dim]: batch [B, N], event [x_dim]."""
-        return self.likelihood(self.observation(torch.cat([*z, c_items], -1)))
+    def observe(self, z: list[Tensor], c_items: Tensor, mask: Tensor | None = None) -> Distribution:
+        """p(x | z_1..z_L, c) from every layer's z [B, N, z_dim] (mask [B, N]): batch [B, N], event [x_dim]."""
+        return self.likelihood(self.observation(torch.cat([*z, c_items], -1), mask))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> StatisticianOutput:
         """One reparameterised pass for the ELBO: c ~ q(c | D), then top-down z_i ~ q(z_i | z_{i+1}, x, c)
         with the matching priors p(z_i | z_{i+1}, c), then p(x | z, c). x [B, N, x_dim]."""
         self._check(x, mask)
-        encoded = self.instance_encoder(x)
+        encoded = self.instance_encoder(x, mask)
         q_c = self._statistic(encoded, mask)
         c = q_c.rsample()
         c_items = per_item(c, x.shape[1])
         q_z, p_z, z = [], [], []
         z_above = None
         for layer in range(self.config.num_stochastic_layers):
-            p_z.append(self.prior(layer, c_items, z_above))
-            q_z.append(self.posterior(layer, encoded, c_items, z_above))
+            p_z.append(self.prior(layer, c_items, z_above, mask))
+            q_z.append(self.posterior(layer, encoded, c_items, z_above, mask))
             z_above = q_z[-1].rsample()
             z.append(z_above)
-        return StatisticianOutput(q_c, c, q_z, p_z, z, self.observe(z, c_items))
+        return StatisticianOutput(q_c, c, q_z, p_z, z, self.observe(z, c_items, mask))
 
     def generate_from(self, c: Tensor, num_items: int) -> Generated:
         """``num_items`` items per context c [B, c_dim] from the generative model -> [B, num_items, x_dim]."""
@@ -200,6 +285,6 @@ class NeuralStatistician(nn.Module):
 
     def sample_prior(self, num_datasets: int, num_items: int) -> Generated:
         """Unconditional datasets: c ~ N(0, I) -> means and a sample [num_datasets, num_items, x_dim]."""
-        weight = self.post_pooling[-1].weight
+        weight = self.post_pooling[0].weight
         c = torch.randn(num_datasets, self.config.c_dim, device=weight.device, dtype=weight.dtype)
         return self.generate_from(c, num_items)
