@@ -89,9 +89,7 @@ def peer_step(model, num_samples: int):
 
 def median_step_ms(model, objective, batches, warmup: int = WARMUP) -> float:
     """Median ms of ``npkit_step`` over ``batches`` after ``warmup`` steps."""
-    step = npkit_step(model, objective)
-    times = [timed(step, batch) for batch in batches]
-    return 1000 * statistics.median(times[warmup:])
+    return interleaved_ms({"npkit": npkit_step(model, objective)}, batches, warmup)["npkit"]
 
 
 def timed(step, batch) -> float:
@@ -104,13 +102,14 @@ def count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def interleaved_ms(steps: dict, batches) -> dict[str, float]:
-    """Median ms per step of each of ``steps`` (name -> step), run alternately on every batch."""
+def interleaved_ms(steps: dict, batches, warmup: int = WARMUP) -> dict[str, float]:
+    """Median ms per step of each of ``steps`` (name -> step), run alternately on every batch,
+    after ``warmup`` batches."""
     times = {who: [] for who in steps}
     for batch in batches:
         for who, step in steps.items():
             times[who].append(timed(step, batch))
-    return {who: 1000 * statistics.median(t[WARMUP:]) for who, t in times.items()}
+    return {who: 1000 * statistics.median(t[warmup:]) for who, t in times.items()}
 
 
 def npkit_model(name: str, width: int, self_attention: int):
@@ -162,8 +161,7 @@ def peer_rows(args, batches) -> None:
             theirs = peer_model(name, width)
             steps = {"npkit": npkit_step(ours, objective), "peer": peer_step(theirs, args.samples)}
             if args.bf16:
-                torch.manual_seed(0)
-                twin = npkit_model(name, width, attention)  # its own copy: the same start, its own updates
+                twin = npkit_model(name, width, attention)  # its own copy (seeded: the same start)
                 steps["bf16"] = npkit_step(twin, objective_for(twin, args), bf16=True)
             ms = interleaved_ms(steps, batches)
             label = name + (f" +self-attn x{attention}" if attention else "")

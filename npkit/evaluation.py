@@ -228,17 +228,20 @@ def _joint_importance_weighted(model, batch: Batch, num_samples: int) -> float:
         keep = None if batch.mask_t is None else batch.mask_t[:, points]
         log_lik = log_lik + _summed_log_lik(components.log_prob(batch.yt[:, points]), keep)
     estimate = torch.logsumexp(log_lik + log_p - q.log_prob(z), 0) - math.log(num_samples)
-    num_t = batch.mask_t.sum(1) if batch.mask_t is not None else torch.full_like(estimate, batch.num_target)
+    return _per_target_mean(batch, estimate)
+
+
+def _per_target_mean(batch: Batch, per_task: Tensor) -> float:
+    """Mean over the tasks with targets of a per-task total [B] divided by the task's Nt."""
+    num_t = batch.mask_t.sum(1) if batch.mask_t is not None else torch.full_like(per_task, batch.num_target)
     scored = num_t > 0
-    return (estimate[scored] / num_t[scored]).mean().item()
+    return (per_task[scored] / num_t[scored]).mean().item()
 
 
 def _autoregressive(model, batch: Batch, num_samples: int) -> float:
     """Mean over tasks of log p(yt | C) / Nt under the autoregressive joint."""
     log_p = ar_log_prob(model, batch.xc, batch.yc, batch.xt, batch.yt, batch.mask_c, batch.mask_t, num_samples)
-    num_t = batch.mask_t.sum(1) if batch.mask_t is not None else torch.full_like(log_p, batch.num_target)
-    scored = num_t > 0
-    return (log_p[scored] / num_t[scored]).mean().item()
+    return _per_target_mean(batch, log_p)
 
 
 def evaluate(
