@@ -16,6 +16,9 @@ tar_ll is per point and marginal over 50 z ~ p(z | C) for latent models; ``joint
 logmeanexp over z of the summed target log-likelihood / Nt for latent models, and for
 deterministic ones their autoregressive joint (AR: targets fed back as context one at a time,
 ``npkit.autoregressive``); ± is the standard error over batches.
+The Bayes-optimal row is the GP averaged over the posterior of the kernel hyper-parameters given
+the context (the prior is the task distribution's): the ceiling of any model, which, unlike the
+oracle, does not know each task's hyper-parameters (``npkit.baselines.hyper_marginal_gp``).
 ``step ms``: the median of isolated training steps on pre-drawn batches (data excluded).
 """
 
@@ -93,12 +96,26 @@ def scores_of(name: str, run: Path, args: argparse.Namespace) -> dict:
     return result
 
 
+def bayes_scores(args: argparse.Namespace) -> dict:
+    """The Bayes-optimal GP (hyper-parameters integrated over the task prior,
+    ``evaluate_gp(kind="bayes")``) on RBF and Matern (periodic: no converged quadrature), kept
+    in ``--runs`` (about 0.5 s per batch of 16 tasks)."""
+    path = Path(args.runs) / f"gp-bayes-eval-{args.eval_batches}x16-seed{args.seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    prior = lambda k: make_sampler("gp1d", kernel=k)
+    scores = {k: evaluate_gp(eval_set(k, args), "bayes", prior=prior(k)) for k in KERNELS if k != "periodic"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(scores))
+    return scores
+
+
 def cells_of(scores: dict) -> str:
     """' tar_ll ± se | joint |' for every kernel; the joint of a deterministic model is its
     autoregressive one (marked AR)."""
     joint = lambda m: f"{m['tar_ll_ar']:.3f} (AR)" if "tar_ll_ar" in m else f"{m['tar_ll_joint']:.3f}"
     cell = lambda m: f" {m['tar_ll']:.3f} ± {m['tar_ll_se']:.3f} | {joint(m)} |"
-    return "".join(cell(scores[k]) for k in KERNELS)
+    return "".join(cell(scores[k]) if k in scores else " - | - |" for k in KERNELS)
 
 
 def main() -> None:
@@ -138,8 +155,11 @@ def main() -> None:
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
     for name, r in rows.items():
         print(f"| {name} | {r['params']:,} | {r['steps']:,} | {r['step_ms']:.1f} |" + cells_of(r["scores"]))
-    cells = cells_of(oracle)
-    print("| GP oracle | - | - | - |" + cells)
+    bayes = bayes_scores(args)
+    print("| GP, hyper-parameters integrated (Bayes-optimal) | - | - | - |" + cells_of(bayes))
+    print("| GP oracle (true hyper-parameters) | - | - | - |" + cells_of(oracle))
+    gaussian = ", ".join(f"{k} {m['tar_ll_gaussian']:.3f}" for k, m in bayes.items())
+    print(f"\nbest per-point Gaussian (the Bayes predictive's moment-matched Gaussian), tar_ll: {gaussian}")
 
 
 if __name__ == "__main__":

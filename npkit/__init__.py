@@ -72,6 +72,7 @@ _LAZY = {
     "fitted_gp": "npkit.baselines.gp",
     "fit_gp": "npkit.baselines.gp",
     "gp_posterior": "npkit.baselines.gp",
+    "hyper_marginal_gp": "npkit.baselines.bayes_gp",
     "plot_predictions": "npkit.plot",
     "plot_prior_samples": "npkit.plot",
     "plot_training_curves": "npkit.plot",

@@ -20,6 +20,8 @@ a batch, then over batches:
 - ``coverage95``: fraction of target values inside the central 95% interval of the per-point
   predictive (u = predictive CDF at y, covered if 0.025 <= u <= 0.975; NaN for likelihoods
   without a CDF, such as Bernoulli);
+- ``tar_ll_gaussian`` (``evaluate_gp(kind="bayes")`` only): ``tar_ll`` of the moment-matched
+  Gaussian of each point's predictive;
 - ``tar_ll_se``: standard error over batches of ``tar_ll`` (NaN with a single batch);
 - ``num_tasks``: number of tasks evaluated.
 """
@@ -34,9 +36,11 @@ from torch.distributions import Distribution, Independent, Normal
 from tqdm import tqdm
 
 from npkit.autoregressive import ar_log_prob
+from npkit.baselines.bayes_gp import hyper_marginal_gp
 from npkit.baselines.gp import fit_gp, gp_posterior
 from npkit.baselines.knn import MIN_STD, knn_predictive
 from npkit.data.evalset import EvalSet, cached_eval_set, load_eval_set, make_eval_set, save_eval_set
+from npkit.data.gp import GPSampler
 from npkit.models.base import check_num_samples
 from npkit.objectives import foreign_log_prob
 from npkit.predictive import SampleMixture, per_sample
@@ -148,7 +152,7 @@ def _aggregate(per_batch: list[dict[str, float]]) -> dict[str, float]:
         "coverage95": mean("coverage95"),
         "tar_ll_se": se,
         "num_tasks": float(sum(b["num_tasks"] for b in per_batch)),
-        **{key: mean(key) for key in ("tar_ll_joint_iw", "tar_ll_ar") if key in per_batch[0]},
+        **{key: mean(key) for key in ("tar_ll_joint_iw", "tar_ll_ar", "tar_ll_gaussian") if key in per_batch[0]},
     }
 
 
@@ -289,11 +293,17 @@ def evaluate_gp(
     fit_restarts: int = 4,
     progress: bool = False,
     max_context: int | None = GP_MAX_CONTEXT,
+    prior: GPSampler | None = None,
 ) -> dict[str, float]:
     """The same metrics as :func:`evaluate` for the exact GP: ``kind="oracle"`` uses the true
     per-task kernel and noise of each batch (``evalset.gps``), ``kind="fitted"`` a GP of the same
     kernel family (RBF when the set has no generating GPs, e.g. images) fitted per task to the
-    context by marginal likelihood (``fit_gp``: ``fit_steps`` Adam steps, ``fit_restarts``).
+    context by marginal likelihood (``fit_gp``: ``fit_steps`` Adam steps, ``fit_restarts``), and
+    ``kind="bayes"`` the GP averaged over the posterior of the hyper-parameters under the task
+    distribution ``prior`` (the sampler that drew the set; ``hyper_marginal_gp``): the
+    Bayes-optimal predictive, which no model can beat in expectation. Its ``tar_ll`` is the
+    mixture's per-point marginal and ``tar_ll_gaussian`` that of the moment-matched Gaussian,
+    the ceiling of a per-point Gaussian predictive.
 
     The fitted GP handles any x_dim and y_dim C >= 1 (images: x = pixel coordinates, y = the C
     intensities): each output channel is an independent zero-mean GP with its own
@@ -308,8 +318,10 @@ def evaluate_gp(
     the targets (summed over the independent channels) / Nt. Masked contexts are not supported
     (ValueError); points masked out by ``mask_t`` are not scored.
     """
-    if kind not in ("oracle", "fitted"):
-        raise ValueError(f"kind must be 'oracle' or 'fitted', got {kind!r}")
+    if kind not in ("oracle", "fitted", "bayes"):
+        raise ValueError(f"kind must be 'oracle', 'fitted' or 'bayes', got {kind!r}")
+    if kind == "bayes" and not isinstance(prior, GPSampler):
+        raise ValueError("kind='bayes' needs prior=the GPSampler that drew the evaluation set")
     if not isinstance(evalset, EvalSet):
         raise TypeError("evaluate_gp needs an EvalSet (from make_eval_set or cached_eval_set)")
     if kind == "oracle" and evalset.gps is None:
@@ -325,6 +337,9 @@ def evaluate_gp(
             if batch.mask_c is not None:
                 raise ValueError("evaluate_gp does not support masked contexts (mask_c)")
             gp = evalset.gps[i] if evalset.gps is not None else None
+            if kind == "bayes":
+                per_batch.append(_bayes_metrics(prior, batch))
+                continue
             if kind == "oracle":
                 mvn = gp_posterior(gp, batch.xc, batch.yc, batch.x)
             else:
@@ -332,6 +347,20 @@ def evaluate_gp(
                 mvn = _fitted_gp_channels(batch, kernel, fit_steps, fit_restarts, max_context, generator)
             per_batch.append(_gp_metrics(mvn, batch))
     return _aggregate(per_batch)
+
+
+def _bayes_metrics(prior: GPSampler, batch: Batch) -> dict[str, float]:
+    """Metrics of the hyper-parameter-marginalised GP on one batch (no masks)."""
+    if batch.mask_t is not None:
+        raise ValueError("evaluate_gp(kind='bayes') does not support masked targets (mask_t)")
+    nc = batch.num_context
+    pred = hyper_marginal_gp(prior, batch.x, batch.y, nc)
+    y = batch.y.squeeze(-1).double()
+    tail = (1 - COVERAGE) / 2
+    covered = ((pred.cdf >= tail) & (pred.cdf <= 1 - tail)).double()
+    out = _split_metrics(batch, pred.log_prob, pred.joint_log_prob, (pred.mean - y) ** 2, covered, None)
+    out["tar_ll_gaussian"] = pred.gaussian_log_prob[:, nc:].mean().item()
+    return out
 
 
 def _fitted_gp_channels(
