@@ -90,11 +90,11 @@ def _checked(config: dict) -> dict:
 
 
 def _every_class_sampler(config: dict, sampler):
-    """For a point-set run (``sampler``: its evaluation sampler), the evaluation sampler with every
-    class (for few-shot and figures); None for other runs."""
-    from npkit.data import PointSets
+    """For a point-set or class-set run (``sampler``: its evaluation sampler), the evaluation
+    sampler with every class (for few-shot and figures); None for other runs."""
+    from npkit.data import ClassSets, PointSets
 
-    if not isinstance(sampler, PointSets):
+    if not isinstance(sampler, (PointSets, ClassSets)):
         return None
     return _eval_sampler(
         {**config, "eval": {**config["eval"], "data": {**(config["eval"].get("data") or {}), "classes": None}}}

@@ -1,6 +1,7 @@
-"""Figures of the Neural Statistician: posterior means of c by family, and spatial digits with
-their summaries and conditional samples. Points of a spatial digit are (row, column) in [0, 1]^2
-and are drawn as an image: column to the right, row downwards."""
+"""Figures of the Neural Statistician: posterior means of c by family, spatial digits with their
+summaries and conditional samples, and sets of images of one class with images generated given
+them. Points of a spatial digit are (row, column) in [0, 1]^2 and are drawn as an image: column to
+the right, row downwards."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from npkit.data.sets import ClassSets
 from npkit.plot import _figure, _save
 from npkit.statistician_eval import in_eval_mode, summary_points
 
@@ -93,13 +95,49 @@ def plot_spatial_summaries(
     return _save(fig, path)
 
 
+@torch.no_grad()
+@in_eval_mode
+def plot_class_samples(
+    model,
+    x: Tensor,
+    shape: tuple[int, int],
+    path: str | Path,
+    num_samples: int = 5,
+    seed: int = 0,
+    title: str | None = None,
+) -> Path:
+    """A row per set of images x [rows, n_items, H * W] (``shape`` (H, W)): its n_items images,
+    then ``num_samples`` images generated given the set (c = mean of q(c | set), z from the prior;
+    the observation model's means, clipped to [0, 1])."""
+    rows, given = x.shape[:2]
+    torch.manual_seed(seed)
+    generated = model.generate(x, num_samples).mean.clamp(0.0, 1.0)  # [rows, num_samples, H * W]
+    cols = given + num_samples
+    fig, axes = _figure(rows * cols, max_cols=cols)
+    for row in range(rows):
+        images = [(x[row, i], f"given {i + 1}") for i in range(given)]
+        images += [(generated[row, i], f"sample {i + 1}") for i in range(num_samples)]
+        for col, (image, name) in enumerate(images):
+            ax = axes[row * cols + col]
+            ax.imshow(image.reshape(shape).float().cpu().numpy(), cmap="gray_r", vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name, fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def plot_statistician(
     model, untrained, sets, out: str | Path, num_datasets: int, seed: int, every_class=None, num_rows: int = 4
 ) -> list[Path]:
     """The figures of ``npkit plot`` for a statistician in folder ``out``: posterior means of
     ``num_datasets`` sets of ``sets`` for the untrained and the trained model (posterior-means.png)
-    and, given ``every_class`` (point sets of the evaluation split), ``num_rows`` of its digits with
-    their summaries and conditional samples (spatial-summaries.png). Returns the paths written."""
+    and, given ``every_class`` (the evaluation split with every class): for point sets,
+    ``num_rows`` of its digits with their summaries and conditional samples
+    (spatial-summaries.png); for sets of images (:class:`~npkit.data.sets.ClassSets`), ``num_rows``
+    sets with images generated given each (class-samples.png). Returns the paths written."""
     from npkit.statistician_eval import posterior_means, silhouette
 
     panels = {}
@@ -110,7 +148,14 @@ def plot_statistician(
     source = getattr(sets, "source", type(sets).__name__)
     title = f"posterior means of c of {num_datasets} datasets ({source}, seed {seed}) by label"
     written = [plot_posterior_means(panels, Path(out) / "posterior-means.png", names=names, title=title)]
-    if every_class is not None:
+    if isinstance(every_class, ClassSets):
+        rows = every_class.sample(num_rows, torch.Generator().manual_seed(seed))
+        title = f"held-out {every_class.source} sets of digits {rows.labels.tolist()}: given images, then samples"
+        shape = tuple(every_class.images.shape[-2:])
+        written.append(
+            plot_class_samples(model, rows.x, shape, Path(out) / "class-samples.png", seed=seed, title=title)
+        )
+    elif every_class is not None:
         rows = every_class.sample(num_rows, torch.Generator().manual_seed(seed))
         title = f"held-out {every_class.source} digits {rows.labels.tolist()}: 6-point summaries (x) and samples"
         written.append(

@@ -5,7 +5,9 @@
   that label can be read off them; :func:`sample_moments`: the reference features (mean, std,
   skewness, kurtosis of each 1D set) to read the same labels from;
 - :func:`few_shot_accuracy`: classes never seen in training told apart by the nearest posterior
-  mean of c, from k example sets per class (:func:`occupancy_histogram`: the reference features);
+  mean of c, from k examples per class, on point sets (each image one set; reference features:
+  :func:`occupancy_histogram`) or on sets of images (the k images of a class one set, each query a
+  set of one image; reference features: :func:`mean_item`, the nearest class-mean image);
 - :func:`summary_points`: the few items of a set that best stand for all of it;
 - :func:`elbo_on`: the ELBO terms on held-out datasets.
 
@@ -15,6 +17,7 @@ runs the model in eval mode (restoring its mode after), as batch normalisation n
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import statistics
@@ -25,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from npkit.data.sets import PointSets
+from npkit.data.sets import ClassSets, PointSets
 from npkit.objectives import statistician_elbo_terms
 
 _Fn = TypeVar("_Fn", bound=Callable)
@@ -116,9 +119,20 @@ def occupancy_histogram(x: Tensor, bins: int = 8) -> Tensor:
     return counts.scatter_add_(1, index, torch.ones_like(index, dtype=torch.float64)) / x.shape[1]
 
 
+def mean_item(x: Tensor) -> Tensor:
+    """The mean item of each set x [batch, n_items, D] -> [batch, D] (float64): on
+    :class:`~npkit.data.sets.ClassSets` the mean image of a class's examples, so that
+    ``few_shot_accuracy(mean_item, ...)`` is the nearest class-mean in pixel space, the plain
+    baseline a learnt c of sets of images is compared with (as :func:`occupancy_histogram` is for
+    point sets)."""
+    if x.dim() != 3:
+        raise ValueError(f"x must be sets [batch, n_items, x_dim], got {list(x.shape)}")
+    return x.double().mean(1)
+
+
 def few_shot_accuracy(
     model,
-    sets: PointSets,
+    sets: PointSets | ClassSets,
     shots: Sequence[int] = (1, 5),
     ways: int = 5,
     queries: int = 5,
@@ -127,13 +141,16 @@ def few_shot_accuracy(
 ) -> dict[int, dict[str, float]]:
     """Few-shot classification by the nearest posterior mean of c, per number of ``shots``.
     ``model`` is a statistician, or any callable x [B, N, D] -> features [B, F] to score instead
-    (a reference such as :func:`occupancy_histogram`).
+    (a reference such as :func:`occupancy_histogram` or :func:`mean_item`).
 
     Each episode draws ``ways`` classes of ``sets`` and, per class, ``shots + queries`` distinct
-    images, each seen as one point set. A class's prototype is the centroid of the means of
-    q(c | D) of its ``shots`` example sets; each query set takes the class of the nearest
-    prototype (scikit-learn's 1-nearest-neighbour classifier, Euclidean). Returns {shots:
-    {"accuracy": mean over episodes, "stderr": its standard error, "episodes": ...}}.
+    images; ``sets.support_sets`` and ``sets.query_sets`` turn them into datasets. Point sets:
+    every image is one point set and a class's prototype is the centroid of the means of q(c | D)
+    of its ``shots`` sets. Class sets (the paper's section 5.4): the ``shots`` images of a class
+    are ONE dataset, whose mean of q(c | D) is the prototype, and each query image is a dataset of
+    one item. Each query takes the class of the nearest prototype (scikit-learn's
+    1-nearest-neighbour classifier, Euclidean; ties go to the first class of the episode).
+    Returns {shots: {"accuracy": mean over episodes, "stderr": its standard error, "episodes": ...}}.
     """
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -155,10 +172,12 @@ def few_shot_accuracy(
                 images = images[torch.randperm(len(images), generator=generator)[: k + queries]]
                 support.append(images[:k])
                 query.append(images[k:])
-            support_sets = sets.points_of(torch.cat(support), generator)
-            query_sets = sets.points_of(torch.cat(query), generator)
-            prototypes = embed(support_sets.x).view(ways, k, -1).mean(1)  # [ways, c_dim]
-            nearest = KNeighborsClassifier(n_neighbors=1).fit(prototypes.numpy(), support_sets.labels[::k].numpy())
+            support_sets = sets.support_sets(torch.stack(support), generator)  # ways * k sets, or ways
+            query_sets = sets.query_sets(torch.cat(query), generator)
+            features = embed(support_sets.x)
+            prototypes = features.view(ways, -1, features.shape[-1]).mean(1)  # [ways, c_dim]
+            names = support_sets.labels.view(ways, -1)[:, 0]
+            nearest = KNeighborsClassifier(n_neighbors=1).fit(prototypes.numpy(), names.numpy())
             predicted = torch.from_numpy(nearest.predict(embed(query_sets.x).numpy()))
             accuracies.append((predicted == query_sets.labels).double().mean().item())
         spread = statistics.stdev(accuracies) / math.sqrt(episodes) if episodes > 1 else math.nan
@@ -203,7 +222,7 @@ def elbo_on(model, sampler, num_datasets: int = 512, batch_size: int = 64, seed:
 
 
 def evaluate_sets(
-    model, sets, num_datasets: int, seed: int, every_class: PointSets | None = None, **few_shot
+    model, sets, num_datasets: int, seed: int, every_class: PointSets | ClassSets | None = None, **few_shot
 ) -> tuple[str, dict]:
     """``npkit eval`` of a statistician: the held-out ELBO terms (:func:`elbo_on`) and the silhouette
     of the posterior means by label (:func:`silhouette`) on ``num_datasets`` sets of ``sets``, and,
@@ -221,14 +240,19 @@ def evaluate_sets(
     if every_class is not None:
         seen = set(sets.labels.tolist())
         unseen = sorted(set(every_class.labels.tolist()) - seen) or sorted(seen)
-        held_out = PointSets(every_class.images, every_class.labels, every_class.num_points, unseen, every_class.source)
+        held_out = dataclasses.replace(every_class, classes=unseen)
         options = {"ways": min(5, len(unseen)), **few_shot, "seed": seed}
         results["few_shot"] = few_shot_accuracy(model, held_out, **options)
         results["few_shot_classes"] = unseen
         kind = "unseen" if seen.isdisjoint(unseen) else "seen"
+        rule = (
+            "nearest posterior mean of c of each class's k examples as one set, each query a set of one"
+            if isinstance(every_class, ClassSets)
+            else "nearest centroid of the posterior means"
+        )
         lines.append(
-            f"few-shot on {kind} classes {unseen} of {every_class.source} ({options['ways']}-way, nearest centroid "
-            f"of the posterior means; ± standard error over episodes):"
+            f"few-shot on {kind} classes {unseen} of {every_class.source} ({options['ways']}-way, {rule}; "
+            f"± standard error over episodes):"
         )
         for shots, score in results["few_shot"].items():
             lines.append(

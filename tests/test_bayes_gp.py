@@ -25,11 +25,11 @@ def _brute_force(prior: GPSampler, x, y, nc, nodes):
     with gp_posterior and MultivariateNormal densities only."""
     b = x.shape[0]
     log_w, comps, joints = [], [], []
-    for s, l in nodes:
+    for s, length in nodes:
         gp = TrueGP(
             prior.kernel,
             torch.full((b,), s, dtype=torch.float64),
-            torch.full((b,), l, dtype=torch.float64),
+            torch.full((b,), length, dtype=torch.float64),
             None,
             prior.noise_std,
         )

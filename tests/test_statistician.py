@@ -7,9 +7,18 @@ import math
 
 import pytest
 import torch
+from torch import Tensor
 from torch.distributions import Independent, Normal, kl_divergence
 
-from npkit.data.sets import FAMILIES, DistributionSets, PointSets, SetBatch, spatial_digits
+from npkit.data.sets import (
+    FAMILIES,
+    ClassSets,
+    DistributionSets,
+    PointSets,
+    SetBatch,
+    digit_sets,
+    spatial_digits,
+)
 from npkit.models import MODELS, NeuralStatistician, StatisticianConfig, build_model
 from npkit.models.statistician import MaskedBatchNorm
 from npkit.nn import mlp
@@ -400,8 +409,77 @@ def test_points_of_a_digit_concentrate_on_its_bright_pixels():
         (lambda: DistributionSets(families=("cauchy",)), "families"),
         (lambda: spatial_digits(num_points=0), "num_points"),
         (lambda: spatial_digits(classes=[11]), "classes"),
+        (lambda: digit_sets(set_size=0), "set_size"),
+        (lambda: digit_sets(classes=[11]), "classes"),
+        (lambda: digit_sets(split="valid"), "split"),
+        (lambda: digit_sets(binarize="yes"), "binarize"),
+        (lambda: ClassSets(torch.zeros(4, 8, 8), torch.zeros(4, dtype=torch.long)), "images"),
+        (lambda: ClassSets(torch.zeros(4, 1, 2, 2), torch.zeros(3, dtype=torch.long)), "labels"),
+        (lambda: ClassSets(torch.full((4, 1, 2, 2), 2.0), torch.zeros(4, dtype=torch.long)), "images"),
+        (lambda: ClassSets(*numbered_images([0, 0, 0, 1, 1]), set_size=3), "set_size=3 exceeds the 2 image"),
     ],
 )
 def test_bad_sampler_options_are_rejected_naming_them(build, option):
     with pytest.raises(ValueError, match=rf"{option}"):
         build()
+
+
+def numbered_images(labels: list[int]) -> tuple[Tensor, Tensor]:
+    """Images [n, 1, 2, 2] whose first pixel is (index + 1) / 100 (which image it is) and whose
+    second pixel is label / 10 (its class), with those labels [n]."""
+    images = torch.zeros(len(labels), 1, 2, 2)
+    images[:, 0, 0, 0] = (torch.arange(len(labels)) + 1) / 100
+    images[:, 0, 0, 1] = torch.tensor(labels, dtype=torch.float32) / 10
+    return images, torch.tensor(labels)
+
+
+def test_class_sets_are_distinct_images_of_the_one_class_they_are_labelled_with():
+    images, labels = numbered_images([0] * 6 + [1] * 5 + [2] * 7 + [3] * 5)
+    sampler = ClassSets(images, labels, set_size=5, classes=[1, 2, 3, 2])
+    assert sampler.classes == (1, 2, 3) and set(sampler.labels.tolist()) == {1, 2, 3}
+    batch = sampler.sample(300, torch.Generator().manual_seed(0))
+    assert batch.x.shape == (300, 5, 4) and batch.labels.shape == (300,) and batch.mask is None
+    index, label = (batch.x[..., 0] * 100).round().long() - 1, (batch.x[..., 1] * 10).round().long()
+    assert (label == batch.labels[:, None]).all()  # every item of a set is of the set's class
+    assert all(len(set(row.tolist())) == 5 for row in index)  # distinct images
+    assert (labels[index] == batch.labels[:, None]).all()
+    counts = torch.bincount(batch.labels, minlength=4)[1:]  # class uniform over the kept ones
+    assert counts.min() > 70 and counts.sum() == 300
+    assert (
+        sampler.x_dim == 4
+        and repr(sampler) == "ClassSets(set_size=5, classes=(1, 2, 3), binarize=False, source='images')"
+    )
+
+
+def test_class_sets_give_one_dataset_per_class_as_support_and_one_item_per_query():
+    sampler = ClassSets(*numbered_images([0] * 4 + [1] * 4), set_size=2)
+    support = sampler.support_sets(torch.tensor([[0, 1, 2], [4, 5, 6]]))
+    assert support.x.shape == (2, 3, 4) and support.labels.tolist() == [0, 1]
+    assert ((support.x[..., 0] * 100).round() - 1).long().tolist() == [[0, 1, 2], [4, 5, 6]]
+    query = sampler.query_sets(torch.tensor([3, 7, 2]))
+    assert query.x.shape == (3, 1, 4) and query.labels.tolist() == [0, 1, 0]
+    points = PointSets(sampler.images + 0.01, sampler.labels, num_points=6)  # each image its own point set
+    assert points.support_sets(torch.tensor([[0, 1, 2], [4, 5, 6]])).x.shape == (6, 6, 2)
+
+
+def test_digit_sets_keep_the_split_and_binarise_afresh_from_the_intensities():
+    assert len(digit_sets("test").images) == 360 and len(digit_sets("train").images) == 1437
+    sampler = digit_sets("test", classes=[3, 7], set_size=4)
+    batch = sampler.sample(6, torch.Generator().manual_seed(0))
+    assert batch.x.shape == (6, 4, 64) and set(batch.labels.tolist()) <= {3, 7}
+    assert ((batch.x >= 0) & (batch.x <= 1)).all() and not ((batch.x == 0) | (batch.x == 1)).all()
+    binary = digit_sets("test", binarize=True)
+    draws = torch.stack([binary.sets_of(torch.tensor([[0]]), torch.Generator().manual_seed(s)).x for s in range(400)])
+    assert ((draws == 0) | (draws == 1)).all()
+    assert torch.allclose(draws.mean(0).flatten(), binary.images[0].flatten(), atol=0.1)
+
+
+@pytest.mark.parametrize("binarize", [False, True])
+def test_class_sets_are_seeded_by_the_generator_alone(binarize):
+    sampler = digit_sets("test", set_size=4, binarize=binarize)
+    torch.manual_seed(0)
+    a = sampler.sample(8, torch.Generator().manual_seed(5))
+    torch.manual_seed(1)  # the global seed plays no part
+    b, c = (sampler.sample(8, torch.Generator().manual_seed(seed)) for seed in (5, 6))
+    assert torch.equal(a.x, b.x) and torch.equal(a.labels, b.labels) and not torch.equal(a.x, c.x)
+    assert a.x.dtype == torch.float32 and a.labels.dtype == torch.long

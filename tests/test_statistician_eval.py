@@ -4,6 +4,7 @@ and CLI: posterior means, silhouettes, few-shot accuracy, summaries, figures, `n
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -12,11 +13,13 @@ from torch.distributions import Independent, Normal
 
 from npkit.cli import main
 from npkit.data import make_sampler, preset_options
-from npkit.data.sets import DistributionSets, PointSets
+from npkit.data.sets import ClassSets, DistributionSets, PointSets
 from npkit.models import build_model
 from npkit.statistician_eval import (
+    evaluate_sets,
     few_shot_accuracy,
     knn_accuracy,
+    mean_item,
     occupancy_histogram,
     posterior_means,
     sample_moments,
@@ -144,6 +147,13 @@ def test_summary_points_are_distinct_items_whose_mean_is_the_set_mean():
 
 def test_set_presets_build_and_sample_without_loading_for_their_options():
     assert preset_options("spatial-mnist") == (PointSets, ("root", "split", "classes", "num_points"))
+    assert preset_options("mnist-sets") == (ClassSets, ("root", "split", "classes", "set_size", "binarize"))
+    class_sets = make_sampler("digit-sets", split="test", classes=[5, 6], set_size=3, binarize=True)
+    batch = class_sets.sample(4, torch.Generator().manual_seed(0))
+    assert batch.x.shape == (4, 3, 64) and set(batch.labels.tolist()) <= {5, 6} and class_sets.binarize
+    assert class_sets.source == "digits:test" and set(class_sets.labels.tolist()) == {5, 6}
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['num_points'\] for data preset 'digit-sets'"):
+        make_sampler("digit-sets", num_points=3)
     digits = make_sampler("spatial-digits", split="test", classes=[5, 6], num_points=7)
     batch = digits.sample(3, torch.Generator().manual_seed(0))
     assert batch.x.shape == (3, 7, 2) and set(batch.labels.tolist()) <= {5, 6}
@@ -151,6 +161,65 @@ def test_set_presets_build_and_sample_without_loading_for_their_options():
     assert distributions.std_range == (0.5, 1.0) and distributions.sample(2).x.shape == (2, 11, 1)
     with pytest.raises(ValueError, match="labels"):
         make_sampler("spatial-digits", labels=[0])
+
+
+def pixel_per_class(noise: float = 0.1, per_class: int = 8, seed: int = 0) -> ClassSets:
+    """Images [10 * per_class, 1, 4, 4] in [0, 1]: class k has pixel k at 1, every other pixel
+    uniform in [0, ``noise``)."""
+    labels = torch.arange(NUM_CLASSES).repeat(per_class)
+    images = noise * torch.rand(len(labels), 1, 4, 4, generator=torch.Generator().manual_seed(seed))
+    images.view(len(labels), 16)[torch.arange(len(labels)), labels] = 1.0
+    return ClassSets(images, labels, set_size=3)
+
+
+def test_mean_item_names_the_class_of_sets_of_images_and_a_constant_feature_is_at_chance():
+    sets = pixel_per_class()
+    assert torch.equal(mean_item(torch.ones(2, 3, 4)), torch.ones(2, 4, dtype=torch.float64))
+    perfect = few_shot_accuracy(mean_item, sets, shots=(1, 3), queries=3, episodes=10)
+    assert all(s["accuracy"] == 1.0 and s["stderr"] == 0.0 for s in perfect.values())
+    constant = lambda x: torch.zeros(x.shape[0], 2, dtype=torch.float64)
+    blind = few_shot_accuracy(constant, sets, shots=(1, 3), ways=4, queries=3, episodes=10)
+    assert all(s["accuracy"] == 0.25 and s["stderr"] == 0.0 for s in blind.values())  # ties: one class, always
+    # only the nearest class MEAN succeeds here: the noise makes one class's images differ a little
+    heavy = few_shot_accuracy(mean_item, pixel_per_class(noise=0.9), shots=(1, 5), queries=3, episodes=30)
+    assert heavy[5]["accuracy"] > heavy[1]["accuracy"]
+    with pytest.raises(ValueError, match="x must be sets"):
+        mean_item(torch.zeros(2, 4))
+
+
+def test_few_shot_on_class_sets_embeds_each_class_support_as_one_dataset_and_queries_alone():
+    seen: list[tuple[int, ...]] = []
+
+    def record(x):
+        seen.append(tuple(x.shape))
+        # every item of a set shares the set's class (the bright pixel), so it names it
+        classes = x.argmax(-1)
+        assert (classes == classes[:, :1]).all()
+        return mean_item(x)
+
+    few_shot_accuracy(record, pixel_per_class(), shots=(3,), ways=4, queries=2, episodes=2)
+    assert seen == [(4, 3, 16), (8, 1, 16)] * 2
+    seen.clear()
+    few_shot_accuracy(lambda x: seen.append(tuple(x.shape)) or x.mean(1), one_column_per_class(), (2,), 4, 1, 1)
+    assert seen == [(8, 5, 2), (4, 5, 2)]  # point sets: one set per support image
+
+
+def test_a_statistician_trains_on_class_sets_and_evaluates_few_shot_on_the_unseen_classes():
+    from npkit.objectives import statistician_elbo
+    from npkit.train import fit
+
+    torch.manual_seed(0)
+    options = dict(hidden_dim=16, c_dim=4, z_dim=4, num_stochastic_layers=1, encoder_layers=1, decoder_layers=1)
+    model = build_model("statistician", x_dim=64, normalization="batch", **options)
+    train = make_sampler("digit-sets", classes=[0, 1, 2], set_size=3)
+    rows = fit(model, train, statistician_elbo, steps=5, batch_size=4, progress=False, accelerator="cpu")
+    assert len(rows) > 0 and all(math.isfinite(row["train/loss"]) for row in rows)
+    sets = make_sampler("digit-sets", split="test", classes=[0, 1, 2], set_size=3)
+    every = make_sampler("digit-sets", split="test", set_size=3)
+    text, results = evaluate_sets(model, sets, 16, seed=0, every_class=every, shots=(1, 2), episodes=3)
+    assert results["few_shot_classes"] == [3, 4, 5, 6, 7, 8, 9] and set(results["few_shot"]) == {1, 2}
+    assert all(0.0 <= s["accuracy"] <= 1.0 for s in results["few_shot"].values())
+    assert "each query a set of one" in text and math.isfinite(results["elbo"]["elbo"])
 
 
 TINY = (
@@ -175,6 +244,7 @@ def npkit(*args, sets=()) -> int:
     [
         ("statistician-synthetic", ["posterior-means.png"], ("data.num_items=20",)),
         ("statistician-digits", ["posterior-means.png", "spatial-summaries.png"], ("plot.num_tasks=2",)),
+        ("statistician-digit-sets", ["posterior-means.png", "class-samples.png"], ("plot.num_tasks=2",)),
     ],
 )
 def test_train_eval_plot_a_statistician_run(tmp_path, capsys, preset, figures, extra):
@@ -184,7 +254,7 @@ def test_train_eval_plot_a_statistician_run(tmp_path, capsys, preset, figures, e
     assert npkit("eval", run) == 0
     metrics = json.loads((run / "metrics.json").read_text())["results"]
     assert {"elbo", "silhouette"} <= set(metrics) and {"log_lik", "kl_c", "kl_z"} <= set(metrics["elbo"])
-    if preset == "statistician-digits":
+    if preset in ("statistician-digits", "statistician-digit-sets"):
         assert metrics["few_shot_classes"] == [5, 6, 7, 8, 9] and set(metrics["few_shot"]) == {"1", "5"}
     assert npkit("plot", run) == 0
     for figure in figures:

@@ -15,7 +15,16 @@ from npkit.data.gp import KERNELS, GPSampler, TrueGP, gp1d, gp1d_nps
 from npkit.data.images import ImageSampler, mask_pixels, pixel_grid, to_image
 from npkit.data.pool import TaskPool
 from npkit.data.sampling import FunctionSampler, TaskSampler
-from npkit.data.sets import DistributionSets, PointSets, SetBatch, spatial_digits, spatial_mnist
+from npkit.data.sets import (
+    ClassSets,
+    DistributionSets,
+    PointSets,
+    SetBatch,
+    digit_sets,
+    mnist_sets,
+    spatial_digits,
+    spatial_mnist,
+)
 from npkit.data.vectors import ImageVectors, VectorBatch, digit_vectors, mnist_vectors
 
 # scikit-learn's digits have no official split: the last DIGITS_TEST images are the test split.
@@ -160,6 +169,8 @@ PRESETS: dict[str, Callable[..., TaskSampler]] = {
     "distributions": DistributionSets,
     "spatial-digits": spatial_digits,
     "spatial-mnist": spatial_mnist,
+    "digit-sets": digit_sets,
+    "mnist-sets": mnist_sets,
 }
 
 # Arguments of a preset function that choose its data rather than a sampler field.
@@ -173,6 +184,8 @@ _LOADER_ARGS: dict[str, tuple[str, ...]] = {
     "image-folder": ("root", "split", "size", "mode"),
     "spatial-digits": ("split", "classes", "num_points"),
     "spatial-mnist": ("root", "split", "classes", "num_points"),
+    "digit-sets": ("split", "classes", "set_size", "binarize"),
+    "mnist-sets": ("root", "split", "classes", "set_size", "binarize"),
 }
 IMAGE_PRESETS = (
     "digits",
@@ -183,8 +196,10 @@ IMAGE_PRESETS = (
     "celeba-bnp",
     "image-folder",
 )  # tests/test_images.py covers these
-SET_PRESETS = ("distributions", "spatial-digits", "spatial-mnist")  # SetBatch samplers, for the statistician
+# SetBatch samplers, for the statistician
+SET_PRESETS = ("distributions", "spatial-digits", "spatial-mnist", "digit-sets", "mnist-sets")
 POINT_SET_PRESETS = ("spatial-digits", "spatial-mnist")  # every option chooses the data: all are loader args
+CLASS_SET_PRESETS = ("digit-sets", "mnist-sets")  # likewise
 
 
 def preset_options(name: str) -> tuple[type, tuple[str, ...]]:
@@ -196,6 +211,8 @@ def preset_options(name: str) -> tuple[type, tuple[str, ...]]:
         cls = ImageSampler
     elif name in POINT_SET_PRESETS:
         cls = PointSets
+    elif name in CLASS_SET_PRESETS:
+        cls = ClassSets
     else:
         cls = type(PRESETS[name]())
     return cls, _LOADER_ARGS.get(name, ())
@@ -212,7 +229,9 @@ def make_sampler(name: str, kernel: str | None = None, **overrides) -> TaskSampl
         raise ValueError(f"data preset {name!r} has no kernel; kernels apply to gp, gp1d and gp1d-nps")
     cls, loader_args = preset_options(name)
     sampler_fields = (
-        set() if name in POINT_SET_PRESETS else {f.name for f in fields(cls) if f.init and f.name != "images"}
+        set()
+        if name in POINT_SET_PRESETS + CLASS_SET_PRESETS
+        else {f.name for f in fields(cls) if f.init and f.name != "images"}
     )
     known = sampler_fields | set(loader_args)
     unknown = set(overrides) - known
@@ -225,12 +244,14 @@ def make_sampler(name: str, kernel: str | None = None, **overrides) -> TaskSampl
 
 
 __all__ = [
+    "CLASS_SET_PRESETS",
     "IMAGE_PRESETS",
     "KERNELS",
     "POINT_SET_PRESETS",
     "SET_PRESETS",
     "PRESETS",
     "FivePointSine",
+    "ClassSets",
     "DistributionSets",
     "FunctionSampler",
     "GPSampler",
@@ -245,12 +266,14 @@ __all__ = [
     "TaskSampler",
     "TrueGP",
     "VectorBatch",
+    "digit_sets",
     "digit_vectors",
     "gp1d",
     "gp1d_nps",
     "digits_split",
     "make_sampler",
     "mask_pixels",
+    "mnist_sets",
     "mnist_vectors",
     "pixel_grid",
     "preset_options",

@@ -7,7 +7,14 @@ items that are present. Samplers draw batches from a seeded ``torch.Generator`` 
 - :class:`DistributionSets`: 1D samples from a random family with a random mean and std (the
   paper's synthetic experiment);
 - :class:`PointSets`: one image as a cloud of 2D points drawn where it is bright ("spatial MNIST");
-  :func:`spatial_digits` builds it from scikit-learn's 8x8 digits, :func:`spatial_mnist` from MNIST.
+  :func:`spatial_digits` builds it from scikit-learn's 8x8 digits, :func:`spatial_mnist` from MNIST;
+- :class:`ClassSets`: several distinct images of one class, each item a whole flattened image (the
+  paper's few-shot OMNIGLOT setting, section 5.4); :func:`digit_sets` builds it from the 8x8
+  digits, :func:`mnist_sets` from MNIST.
+
+Both image samplers also give the episodes of ``npkit.statistician_eval.few_shot_accuracy``:
+``support_sets(indices [ways, k])`` and ``query_sets(indices [q])``, so that the prototype of a
+class is always ``features(support.x).view(ways, -1, F).mean(1)``.
 """
 
 from __future__ import annotations
@@ -54,6 +61,23 @@ class SetBatch:
         moved = {k: v if v is None else v.to(device) for k, v in moved.items()}
         moved["x"] = moved["x"].to(dtype=dtype) if dtype is not None else moved["x"]
         return replace(self, **moved)
+
+
+def _check_images(images: Tensor, labels: Tensor) -> None:
+    if images.dim() != 4 or images.shape[1] != 1:
+        raise ValueError(f"images must have shape [n, 1, height, width], got {list(images.shape)}")
+    if labels.shape != images.shape[:1]:
+        raise ValueError(f"labels must have shape [{images.shape[0]}], got {list(labels.shape)}")
+
+
+def _keep_classes(sampler) -> None:
+    """Keep the images of ``sampler.classes`` (sorted, deduplicated) when it is given."""
+    if sampler.classes is not None:
+        sampler.classes = tuple(sorted({int(c) for c in sampler.classes}))
+        keep = torch.isin(sampler.labels, torch.tensor(sampler.classes))
+        if not keep.any():
+            raise ValueError(f"classes={list(sampler.classes)} selects no image of {sampler.source}")
+        sampler.images, sampler.labels = sampler.images[keep], sampler.labels[keep]
 
 
 def _check_count(name: str, value: int) -> None:
@@ -141,18 +165,10 @@ class PointSets:
 
     def __post_init__(self) -> None:
         _check_count("num_points", self.num_points)
-        if self.images.dim() != 4 or self.images.shape[1] != 1:
-            raise ValueError(f"images must have shape [n, 1, height, width], got {list(self.images.shape)}")
-        if self.labels.shape != self.images.shape[:1]:
-            raise ValueError(f"labels must have shape [{self.images.shape[0]}], got {list(self.labels.shape)}")
+        _check_images(self.images, self.labels)
         if self.images.min() < 0 or self.images.max() > 1 or (self.images.flatten(1).sum(1) <= 0).any():
             raise ValueError("images must lie in [0, 1] and each have a positive total intensity")
-        if self.classes is not None:
-            self.classes = tuple(sorted({int(c) for c in self.classes}))
-            keep = torch.isin(self.labels, torch.tensor(self.classes))
-            if not keep.any():
-                raise ValueError(f"classes={list(self.classes)} selects no image of {self.source}")
-            self.images, self.labels = self.images[keep], self.labels[keep]
+        _keep_classes(self)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> SetBatch:
         """x [batch_size, num_points, 2] (row, column) in [0, 1]^2, labels [batch_size]."""
@@ -168,6 +184,84 @@ class PointSets:
         jitter = torch.rand(corner.shape, generator=generator, dtype=torch.float64)
         scale = torch.tensor([height, width], dtype=torch.float64)
         return SetBatch(((corner + jitter) / scale).float(), self.labels[chosen])
+
+    def support_sets(self, indices: Tensor, generator: torch.Generator | None = None) -> SetBatch:
+        """Few-shot support: every one of the images ``indices`` [ways, k] is its own point set ->
+        x [ways * k, num_points, 2] (class by class), labels [ways * k]."""
+        return self.points_of(indices.reshape(-1), generator)
+
+    def query_sets(self, indices: Tensor, generator: torch.Generator | None = None) -> SetBatch:
+        """Few-shot queries: the point sets of the images ``indices`` [q] -> x [q, num_points, 2]."""
+        return self.points_of(indices, generator)
+
+
+@dataclass(eq=False)
+class ClassSets:
+    """Each dataset is ``set_size`` distinct images of one class (the class uniform over the kept
+    ones), every item a whole image flattened to [H * W] in [0, 1]: the paper's few-shot setting
+    (section 5.4, OMNIGLOT), where c summarises a class. Labels are the sets' classes.
+
+    ``images`` [N, 1, H, W] in [0, 1]; ``labels`` [N] int64; ``classes`` keeps only the images with
+    those labels (each kept class needs at least ``set_size`` images); ``binarize``: every pixel
+    ~ Bernoulli(intensity), drawn afresh each time (dynamic binarisation, for a Bernoulli likelihood).
+    """
+
+    images: Tensor = field(repr=False)
+    labels: Tensor = field(repr=False)
+    set_size: int = 5
+    classes: tuple[int, ...] | None = None
+    binarize: bool = False
+    source: str = "images"
+
+    def __post_init__(self) -> None:
+        _check_count("set_size", self.set_size)
+        _check_images(self.images, self.labels)
+        if len(self.images) == 0 or self.images.min() < 0 or self.images.max() > 1:
+            raise ValueError("images must be a non-empty set with every value in [0, 1]")
+        if not isinstance(self.binarize, bool):
+            raise ValueError(f"binarize must be a bool, got {self.binarize!r}")
+        _keep_classes(self)
+        self._members = [torch.nonzero(self.labels == c).squeeze(1) for c in self.class_list]
+        for c, members in zip(self.class_list, self._members):
+            if len(members) < self.set_size:
+                raise ValueError(f"set_size={self.set_size} exceeds the {len(members)} image(s) of class {c}")
+
+    @property
+    def class_list(self) -> list[int]:
+        """The classes present, sorted."""
+        return sorted(set(self.labels.tolist()))
+
+    @property
+    def x_dim(self) -> int:
+        """Length of one item, H * W."""
+        return self.images[0].numel()
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> SetBatch:
+        """x [batch_size, set_size, H * W], each set ``set_size`` distinct images of one class;
+        labels [batch_size]."""
+        _check_count("batch_size", batch_size)
+        picked = torch.randint(len(self._members), (batch_size,), generator=generator).tolist()
+        chosen = []
+        for k in picked:
+            members = self._members[k]
+            chosen.append(members[torch.randperm(len(members), generator=generator)[: self.set_size]])
+        return self.sets_of(torch.stack(chosen), generator)
+
+    def sets_of(self, indices: Tensor, generator: torch.Generator | None = None) -> SetBatch:
+        """The images ``indices`` [B, n], each row one dataset -> x [B, n, H * W], labels [B] (those
+        of each row's first image; binarised with ``generator`` if ``binarize``)."""
+        x = self.images[indices].flatten(2)
+        x = torch.bernoulli(x, generator=generator) if self.binarize else x
+        return SetBatch(x, self.labels[indices[:, 0]])
+
+    def support_sets(self, indices: Tensor, generator: torch.Generator | None = None) -> SetBatch:
+        """Few-shot support: the k images of each class in ``indices`` [ways, k] form ONE dataset
+        -> x [ways, k, H * W], labels [ways]."""
+        return self.sets_of(indices, generator)
+
+    def query_sets(self, indices: Tensor, generator: torch.Generator | None = None) -> SetBatch:
+        """Few-shot queries: each image of ``indices`` [q] is a dataset of one item -> x [q, 1, H * W]."""
+        return self.sets_of(indices.unsqueeze(1), generator)
 
 
 def spatial_digits(split: str = "train", classes=None, num_points: int = 50) -> PointSets:
@@ -187,3 +281,21 @@ def spatial_mnist(root=None, split: str = "train", classes=None, num_points: int
 
     images, labels = load_mnist(root=root, split=split)
     return PointSets(images, labels, num_points, classes, source=f"mnist:{split}")
+
+
+def digit_sets(split: str = "train", classes=None, set_size: int = 5, binarize: bool = False) -> ClassSets:
+    """Sets of digits: :class:`ClassSets` of scikit-learn's 8x8 digits (64 pixels per item), with
+    the split of ``npkit.data.digits`` (``"test"`` is the last 360 images); ``classes`` keeps those digits."""
+    from npkit.data import digits_split  # npkit.data imports this module
+
+    images, labels = digits_split(split)
+    return ClassSets(images, labels, set_size, classes, binarize, source=f"digits:{split}")
+
+
+def mnist_sets(root=None, split: str = "train", classes=None, set_size: int = 5, binarize: bool = False) -> ClassSets:
+    """Sets of MNIST digits: :class:`ClassSets` of MNIST's 28x28 digits of ``split`` (784 pixels
+    per item; files under ``root``, default ``$NPKIT_DATA``); ``classes`` keeps those digits."""
+    from npkit.data.image_datasets import load_mnist
+
+    images, labels = load_mnist(root=root, split=split)
+    return ClassSets(images, labels, set_size, classes, binarize, source=f"mnist:{split}")
