@@ -3,18 +3,20 @@
 
     python benchmarks/statistician.py [--runs runs/statistician] [--steps N] [--figures docs/figures]
 
-Trains ``statistician-synthetic`` (1D distributions) and ``statistician-digits`` (spatial 8x8
-digits 0-4) with ``npkit train`` into ``--runs/<preset>`` (``--steps`` overriding the budget); a
-finished run is reused, an interrupted one resumed. Then:
+Trains ``statistician-synthetic`` (1D distributions), ``statistician-digits`` (spatial 8x8
+digits 0-4) and ``statistician-digit-sets`` (sets of 5 images of one digit 0-4) with
+``npkit train`` into ``--runs/<preset>`` (``--steps`` overriding the budget); a finished run is
+reused, an interrupted one resumed. Then:
 
 1. training speed: median ms per Adam step of the preset's objective over ``--speed-steps`` steps on
    pre-drawn batches, and datasets/s = batch size / step time;
 2. silhouette (scikit-learn, Euclidean) and 5-NN family accuracy of the means of q(c | D) of
    ``--num-datasets`` held-out synthetic datasets by family, for the untrained (same initial seed)
    and the trained model, beside the same scores of each set's mean, std, skewness and kurtosis;
-3. few-shot accuracy on the digits 5-9 never seen in training (test split): 5-way, 1 and 5 example
-   sets per class, 5 query sets per class, ``--episodes`` episodes, ± standard error over episodes,
-   for the trained and untrained statistician and for the points' 8x8 occupancy histogram;
+3. few-shot accuracy on the digits 5-9 never seen in training (test split): 5-way, 1 and 5
+   examples per class, 5 queries per class, ``--episodes`` episodes, ± standard error over
+   episodes, for the trained and untrained statistician and plain features: the points' 8x8
+   occupancy histogram (spatial digits) and the mean image of the examples (digit sets);
 4. figures (``npkit.plot_sets``) in ``--figures``.
 """
 
@@ -37,6 +39,7 @@ from npkit.runs import load_trained
 from npkit.statistician_eval import (
     few_shot_accuracy,
     knn_accuracy,
+    mean_item,
     occupancy_histogram,
     posterior_means,
     sample_moments,
@@ -44,7 +47,9 @@ from npkit.statistician_eval import (
 )
 from npkit.train import default_threads
 
-PRESETS = ("statistician-synthetic", "statistician-digits")
+# Few-shot presets (trained on digits 0-4) and the plain features each is compared with.
+REFERENCES = {"statistician-digits": occupancy_histogram, "statistician-digit-sets": mean_item}
+PRESETS = ("statistician-synthetic", *REFERENCES)
 
 
 def step_time(config: dict, num_steps: int) -> float:
@@ -64,6 +69,41 @@ def initial_model(config: dict):
     torch.manual_seed(config["train"].get("seed", 0))
     name, options = split_section(config["model"])
     return build_model(name, **options)
+
+
+def few_shot_section(preset: str, run: Path, config: dict, reference, figures: Path, args) -> list[Path]:
+    """Print the few-shot table of ``preset`` on the test split, on the classes it never saw and on
+    new images of those it saw (trained, untrained, ``reference`` features), and draw its
+    figures; returns the paths written."""
+    data, options = split_section(config["data"])
+    seen_classes = list(options["classes"])
+    unseen = [c for c in range(10) if c not in seen_classes]
+    model, untrained = load_trained(run), initial_model(config)
+    episodes = dict(shots=(1, 5), ways=5, queries=5, episodes=args.episodes, seed=args.seed)
+    features = {
+        "trained statistician (posterior means of c)": model,
+        "untrained statistician": untrained,
+        f"{reference.__name__} (reference)": reference,
+    }
+    columns = {"unseen": unseen, "seen": seen_classes}
+    rows = {row: {} for row in features}
+    for column, classes in columns.items():
+        test = make_sampler(data, **{**options, "split": "test", "classes": classes})
+        for row, f in features.items():
+            rows[row][column] = few_shot_accuracy(f, test, **episodes)
+    print(
+        f"\n{preset}: 5-way few-shot on the test split, trained on digits {seen_classes}: unseen digits {unseen}, "
+        f"and new images of the seen ones; 5 queries per class, {args.episodes} episodes, seed {args.seed}; "
+        "prototype = mean of the support features; accuracy ± standard error over episodes (chance 0.2)"
+    )
+    print("| features | unseen 1-shot | unseen 5-shot | seen 1-shot | seen 5-shot |\n|---|---|---|---|---|")
+    for row, results in rows.items():
+        cells = [f"{results[c][k]['accuracy']:.3f} ± {results[c][k]['stderr']:.3f}" for c in columns for k in (1, 5)]
+        print(f"| {row} | {' | '.join(cells)} |")
+    every_class = make_sampler(data, **{**options, "split": "test", "classes": None})
+    seen = make_sampler(data, **{**options, "split": "test"})
+    out = figures / preset
+    return plot_statistician(model, untrained, seen, out, args.num_datasets, args.seed, every_class, 5)
 
 
 def main() -> None:
@@ -121,29 +161,8 @@ def main() -> None:
         trained, untrained, sampler, figures / "statistician-synthetic", args.num_datasets, args.seed
     )
 
-    digits = configs["statistician-digits"]
-    name, options = split_section(digits["data"])
-    unseen = make_sampler(name, **{**options, "split": "test", "classes": [5, 6, 7, 8, 9]})
-    model = load_trained(runs["statistician-digits"])
-    episodes = dict(shots=(1, 5), ways=5, queries=5, episodes=args.episodes, seed=args.seed)
-    rows = {
-        "trained statistician (posterior means of c)": few_shot_accuracy(model, unseen, **episodes),
-        "untrained statistician": few_shot_accuracy(initial_model(digits), unseen, **episodes),
-        "8x8 occupancy histogram of the points (reference)": few_shot_accuracy(occupancy_histogram, unseen, **episodes),
-    }
-    print(
-        f"\nfew-shot on unseen digits 5-9 ({unseen.source}, trained on {list(options['classes'])}): 5-way, "
-        f"5 query sets per class, {args.episodes} episodes, seed {args.seed}; prototype = mean of the "
-        "example sets' features; accuracy ± standard error over episodes (chance 0.2)"
-    )
-    print("| features | 1-shot | 5-shot |\n|---|---|---|")
-    for name, results in rows.items():
-        cells = " | ".join(f"{results[k]['accuracy']:.3f} ± {results[k]['stderr']:.3f}" for k in (1, 5))
-        print(f"| {name} | {cells} |")
-    every_class = make_sampler(name, **{**options, "split": "test", "classes": None})
-    seen = make_sampler(name, **{**options, "split": "test"})
-    out = figures / "statistician-digits"
-    written += plot_statistician(model, initial_model(digits), seen, out, args.num_datasets, args.seed, every_class, 5)
+    for preset, reference in REFERENCES.items():
+        written += few_shot_section(preset, runs[preset], configs[preset], reference, figures, args)
     print("\n" + "\n".join(f"wrote {p}" for p in written))
 
 
