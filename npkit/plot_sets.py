@@ -55,6 +55,14 @@ def plot_posterior_means(
     return _save(fig, path)
 
 
+def _bare(ax, name: str, first_row: bool) -> None:
+    """A grid panel without ticks, its column's ``name`` above the first row."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if first_row:
+        ax.set_title(name, fontsize="small")
+
+
 @torch.no_grad()
 @in_eval_mode
 def plot_spatial_summaries(
@@ -86,10 +94,7 @@ def plot_spatial_summaries(
             ax.set_xlim(0, 1)
             ax.set_ylim(1, 0)
             ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name, fontsize="small")
+            _bare(ax, name, row == 0)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
@@ -120,10 +125,7 @@ def plot_class_samples(
         for col, (image, name) in enumerate(images):
             ax = axes[row * cols + col]
             ax.imshow(image.reshape(shape).float().cpu().numpy(), cmap="gray_r", vmin=0.0, vmax=1.0)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name, fontsize="small")
+            _bare(ax, name, row == 0)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
