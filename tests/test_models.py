@@ -666,3 +666,19 @@ def test_the_decoder_reads_broadcast_parts_as_one_linear_on_their_concatenation(
     torch.testing.assert_close(decoder((xt, r1, r2), z), explicit)
     no_z = Decoder(in_dim=9, z_dim=0, hidden_dim=8, out_dim=2, num_layers=3).double()
     torch.testing.assert_close(no_z((xt, r1, r2)), no_z.net(dense))
+
+
+def test_cpu_attention_of_half_precision_inputs_runs_in_float32():
+    """bf16-mixed training on the CPU: q, k, v in bfloat16 are attended in float32 (torch's CPU
+    bfloat16 kernel is several times slower) and the result cast back, masks included."""
+    from npkit.nn.attention import _attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, n, 8, generator=g).bfloat16() for n in (5, 7, 7))
+    mask = torch.rand(2, 7, generator=g) > 0.3
+    bias = torch.zeros(2, 7).masked_fill(~mask, torch.finfo(torch.float32).min)[:, None, None, :]
+    want = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=bias)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = _attention(q, k, v, mask)
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got, want.bfloat16())
