@@ -141,9 +141,9 @@ def main() -> None:
         str(args.threads),
         *(["--bf16"] if args.bf16 else []),
     ]
-    for name in args.models:
+    for name in dict.fromkeys([*args.models, *args.train_models]):
         for task in args.tasks:
-            if task == "train" and name not in args.train_models:
+            if name not in (args.train_models if task == "train" else args.models):
                 continue
             cmd = [sys.executable, __file__, "--worker", name, "--task", task, *forward]
             out = subprocess.run(cmd, capture_output=True, text=True)
