@@ -152,6 +152,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
     from npkit.data import ImageSampler
+    from npkit.data.gp import PERIODIC_KERNELS
     from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp, format_table
     from npkit.files import atomic_write, write_json
     from npkit.runs import load_trained
@@ -194,11 +195,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
                 results[f"GP fitted [{label}]"] = evaluate_gp(
                     evalset, "fitted", fit_steps=ev.fit_steps, fit_restarts=ev.fit_restarts, progress=True
                 )
+            if ev.gp_bayes and sampler.kernel not in PERIODIC_KERNELS:
+                results[f"GP Bayes [{label}]"] = evaluate_gp(evalset, "bayes", prior=sampler, progress=True)
     table = format_table(results)
     header = (
         f"{data_name}: {ev.num_batches} batches x {ev.batch_size} tasks per kernel, seed {ev.seed}, "
         f"{ev.num_samples} latent samples; tar_ll = per-point marginal, tar_ll_joint = joint / Nt"
         + (", tar_ll_ar = autoregressive joint / Nt" if ev.autoregressive else "")
+        + (
+            "; GP Bayes = hyper-parameters integrated over the task prior (non-periodic kernels), "
+            "tar_ll_gaussian = its moment-matched Gaussian"
+            if ev.gp_bayes
+            else ""
+        )
     )
     print(header + "\n" + table)
     write_json(run_dir / "metrics.json", {"protocol": header, "results": results})

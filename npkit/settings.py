@@ -67,7 +67,9 @@ class EvalConfig:
     ``seed`` (which also seeds the latent samples), ``num_samples`` z samples per prediction;
     beside the model the GP oracle and, with ``gp_fitted``, a GP fitted per task by
     ``fit_steps`` Adam steps (0: GPyTorch's defaults) from ``fit_restarts`` starts;
-    ``autoregressive`` adds the model's autoregressive joint ``tar_ll_ar`` (``npkit.autoregressive``).
+    ``autoregressive`` adds the model's autoregressive joint ``tar_ll_ar`` (``npkit.autoregressive``);
+    ``gp_bayes`` the Bayes-optimal GP, hyper-parameters integrated over the data's own prior
+    (``evaluate_gp(kind="bayes")``; GP data with non-periodic kernels, about 0.4 s per batch).
     ``kernels``: the GP kernels (names in ``npkit.data.KERNELS``) to evaluate on in turn, None
     in the list for the data preset's own; ``kernels=None`` uses the data section's kernel
     (``npkit.config`` fills it in when a config is loaded).
@@ -83,6 +85,7 @@ class EvalConfig:
     seed: int = 1234
     num_samples: int = 50
     gp_fitted: bool = True
+    gp_bayes: bool = False
     autoregressive: bool = False
     fit_steps: int = 100
     fit_restarts: int = 4

@@ -364,3 +364,17 @@ def test_eval_adds_the_autoregressive_joint_on_request(tmp_path):
     assert "tar_ll_ar = autoregressive joint" in saved["protocol"]
     cnp = saved["results"]["cnp [rbf]"]
     assert math.isfinite(cnp["tar_ll_ar"]) and cnp["tar_ll_ar"] != cnp["tar_ll"]
+
+
+def test_eval_adds_the_bayes_optimal_gp_on_request(tmp_path):
+    run = tmp_path / "cnp"
+    train = ("train.steps=2", "train.progress=false", "train.eval_every=null", *TINY_SETS[:2])
+    assert cli("train", "gp1d-cnp", "--run-dir", run, sets=train) == 0
+    evaluation = ("eval.num_batches=2", "eval.gp_fitted=false", "eval.kernels=[rbf, periodic]", "eval.gp_bayes=true")
+    assert cli("eval", run, "--cache-dir", tmp_path / "cache", sets=evaluation) == 0
+    saved = json.loads((run / "metrics.json").read_text())
+    assert "GP Bayes = hyper-parameters integrated" in saved["protocol"]
+    bayes, oracle = saved["results"]["GP Bayes [rbf]"], saved["results"]["GP oracle [rbf]"]
+    assert math.isfinite(bayes["tar_ll_gaussian"]) and bayes["tar_ll_gaussian"] != bayes["tar_ll"]
+    assert bayes["tar_ll"] != oracle["tar_ll"] and bayes["num_tasks"] == oracle["num_tasks"]
+    assert "GP Bayes [periodic]" not in saved["results"]  # no converged quadrature for periodic kernels
