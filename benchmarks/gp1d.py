@@ -1,7 +1,7 @@
 """gp1d benchmark (BENCHMARKS.md section 1): the reference-size models beside the exact GP oracle.
 
     python benchmarks/gp1d.py [--models cnp canp np anp] [--steps 100000] [--runs runs/gp1d] [--jobs 2]
-                              [--eval-batches 3000] [--report]
+                              [--eval-batches 3000] [--train-seeds 0 1 2] [--report]
 
 Each model trains its preset ``gp1d-<model>`` (configs/; the sizes of the TNP reference code,
 Adam 5e-4 with cosine decay, batch 16, RBF tasks; CNPs with the exact log-likelihood, latent
@@ -11,6 +11,8 @@ one resumed, so the published budget (100,000 steps: hours on 2 cores) is reache
 the same command. Then every model, and the exact GP oracle, is evaluated on the same cached
 evaluation sets (``--eval-batches`` x 16 tasks per kernel, seed ``--seed``; each model's result
 is kept in its run folder). ``--report`` trains nothing and tabulates the finished runs.
+``--train-seeds``: every model with each training seed (seed s > 0 in ``--runs/<model>-seed<s>``),
+a row per run and, per model with several, the mean over seeds ± its standard error across seeds.
 
 tar_ll is per point and marginal over 50 z ~ p(z | C) for latent models; ``joint`` is
 logmeanexp over z of the summed target log-likelihood / Nt for latent models, and for
@@ -64,12 +66,31 @@ def eval_set(kernel: str, args: argparse.Namespace):
     return cached_eval_set(make_sampler("gp1d", kernel=kernel), args.eval_batches, 16, args.seed, args.cache_dir)
 
 
-def train_one(name: str, run: str, args: argparse.Namespace) -> None:
-    """Train (or resume) one model, then evaluate it in the same worker process."""
+def run_folder(runs: str, name: str, seed: int) -> Path:
+    """``runs/<name>`` for training seed 0, ``runs/<name>-seed<seed>`` for the others."""
+    return Path(runs) / (name if seed == 0 else f"{name}-seed{seed}")
+
+
+def train_one(name: str, seed: int, args: argparse.Namespace) -> None:
+    """Train (or resume) one model with training seed ``seed``, then evaluate it in the same
+    worker process."""
     torch.set_num_threads(default_threads())
-    sets = ["train.progress=false"] + ([f"train.steps={args.steps}"] if args.steps else [])
-    train(f"gp1d-{name}", Path(run), sets)
-    scores_of(name, Path(run), args)
+    sets = ["train.progress=false", f"train.seed={seed}"] + ([f"train.steps={args.steps}"] if args.steps else [])
+    run = run_folder(args.runs, name, seed)
+    train(f"gp1d-{name}", run, sets)
+    scores_of(name, run, args)
+
+
+def seed_mean(results: list[dict]) -> dict:
+    """Per kernel, the mean over training seeds of tar_ll (± its standard error across seeds)
+    and of the joint column."""
+    out = {}
+    for k in KERNELS:
+        tar = torch.tensor([r["scores"][k]["tar_ll"] for r in results], dtype=torch.float64)
+        joint_key = "tar_ll_ar" if "tar_ll_ar" in results[0]["scores"][k] else "tar_ll_joint"
+        joint = sum(r["scores"][k][joint_key] for r in results) / len(results)
+        out[k] = {"tar_ll": tar.mean().item(), "tar_ll_se": (tar.std() / len(tar) ** 0.5).item(), joint_key: joint}
+    return out
 
 
 def scores_of(name: str, run: Path, args: argparse.Namespace) -> dict:
@@ -126,18 +147,21 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="models trained at once, each in its own process")
     parser.add_argument("--eval-batches", type=int, default=3000, help="evaluation batches of 16 tasks per kernel")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation sets")
+    parser.add_argument(
+        "--train-seeds", nargs="+", type=int, default=[0], help="training seeds (s > 0: run folder <model>-seed<s>)"
+    )
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--report", action="store_true", help="tabulate the finished runs, train nothing")
     args = parser.parse_args()
-    runs = {name: Path(args.runs) / name for name in args.models}
+    runs = {(name, seed): run_folder(args.runs, name, seed) for name in args.models for seed in args.train_seeds}
     os.environ.setdefault("NPKIT_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     torch.set_num_threads(default_threads())  # the evaluation and the step times, too
     if not args.report:
         with ProcessPoolExecutor(args.jobs) as pool:
-            for future in [pool.submit(train_one, name, str(run), args) for name, run in runs.items()]:
+            for future in [pool.submit(train_one, name, seed, args) for name, seed in runs]:
                 future.result()
-    finished = {name: run for name, run in runs.items() if (run / "model").is_dir()}
-    rows = {name: scores_of(name, run, args) for name, run in finished.items()}
+    finished = {key: run for key, run in runs.items() if (run / "model").is_dir()}
+    rows = {key: scores_of(key[0], run, args) for key, run in finished.items()}
     oracle = {k: evaluate_gp(eval_set(k, args), "oracle") for k in KERNELS}
 
     print(f"command: python benchmarks/gp1d.py {' '.join(sys.argv[1:])}")
@@ -148,13 +172,19 @@ def main() -> None:
         "or the autoregressive joint / Nt (AR); "
         "CNPs train with nll, latent models with the 4-sample importance-weighted bound"
     )
-    missing = sorted(set(runs) - set(finished))
+    missing = [str(run) for key, run in runs.items() if key not in finished]
     if missing:
         print(f"not finished: {missing} (rerun without --report to train or resume them)")
     head = "| model | params | steps | step ms |" + "".join(f" {k} tar_ll | {k} joint |" for k in KERNELS)
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
-    for name, r in rows.items():
-        print(f"| {name} | {r['params']:,} | {r['steps']:,} | {r['step_ms']:.1f} |" + cells_of(r["scores"]))
+    for (name, seed), r in rows.items():
+        label = name if len(args.train_seeds) == 1 else f"{name} (seed {seed})"
+        print(f"| {label} | {r['params']:,} | {r['steps']:,} | {r['step_ms']:.1f} |" + cells_of(r["scores"]))
+    for name in args.models:
+        per_seed = [r for (model, _), r in rows.items() if model == name]
+        if len(per_seed) > 1:
+            cells = cells_of(seed_mean(per_seed))
+            print(f"| {name}, mean of {len(per_seed)} seeds (± s.e. across seeds) | - | - | - |" + cells)
     bayes = bayes_scores(args)
     print("| GP, hyper-parameters integrated (Bayes-optimal) | - | - | - |" + cells_of(bayes))
     print("| GP oracle (true hyper-parameters) | - | - | - |" + cells_of(oracle))
