@@ -1,3 +1,8 @@
+import importlib
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,3 +15,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@contextmanager
+def benchmark_script(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (its sibling imports need benchmarks/ on
+    sys.path); the path and every module it loaded are removed after."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+        for loaded in set(sys.modules) - before:
+            if loaded in {name, "common", "gp1d", "step_time"}:
+                del sys.modules[loaded]

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from conftest import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def gp1d():
-    """The script as a module (its sibling imports need benchmarks/ on sys.path), unloaded after."""
-    before = set(sys.modules)
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("gp1d")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-        for name in set(sys.modules) - before:
-            if name in {"common", "gp1d", "step_time"}:
-                del sys.modules[name]
+    with benchmark_script("gp1d") as module:
+        yield module
 
 
 def test_seed_zero_keeps_the_plain_run_folder(gp1d):

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import benchmark_script
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 MODELS = ["cnp", "anp", "tnpd"]
 
 
 @pytest.fixture(scope="module")
 def scaling():
-    """The script as a module (its sibling imports need benchmarks/ on sys.path), unloaded after."""
-    before = set(sys.modules)
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("scaling")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-        for name in set(sys.modules) - before:
-            if name in {"scaling", "common", "gp1d", "step_time"}:
-                del sys.modules[name]
+    with benchmark_script("scaling") as module:
+        yield module
 
 
 def test_table_has_a_row_per_size_and_two_positive_columns_per_model(scaling):

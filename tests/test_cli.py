@@ -354,25 +354,26 @@ def test_version(capsys):
     assert exit.value.code == 0 and capsys.readouterr().out.startswith("npkit ")
 
 
-def test_eval_adds_the_autoregressive_joint_on_request(tmp_path):
+def _eval_tiny_cnp(tmp_path, *evaluation: str) -> dict:
+    """metrics.json of ``npkit eval`` (2 batches, no fitted GP, the ``evaluation`` settings) on a
+    gp1d CNP trained for 2 steps."""
     run = tmp_path / "cnp"
     train = ("train.steps=2", "train.progress=false", "train.eval_every=null", *TINY_SETS[:2])
     assert cli("train", "gp1d-cnp", "--run-dir", run, sets=train) == 0
-    evaluation = ("eval.num_batches=2", "eval.gp_fitted=false", "eval.kernels=[rbf]", "eval.autoregressive=true")
+    evaluation = ("eval.num_batches=2", "eval.gp_fitted=false", *evaluation)
     assert cli("eval", run, "--cache-dir", tmp_path / "cache", sets=evaluation) == 0
-    saved = json.loads((run / "metrics.json").read_text())
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_eval_adds_the_autoregressive_joint_on_request(tmp_path):
+    saved = _eval_tiny_cnp(tmp_path, "eval.kernels=[rbf]", "eval.autoregressive=true")
     assert "tar_ll_ar = autoregressive joint" in saved["protocol"]
     cnp = saved["results"]["cnp [rbf]"]
     assert math.isfinite(cnp["tar_ll_ar"]) and cnp["tar_ll_ar"] != cnp["tar_ll"]
 
 
 def test_eval_adds_the_bayes_optimal_gp_on_request(tmp_path):
-    run = tmp_path / "cnp"
-    train = ("train.steps=2", "train.progress=false", "train.eval_every=null", *TINY_SETS[:2])
-    assert cli("train", "gp1d-cnp", "--run-dir", run, sets=train) == 0
-    evaluation = ("eval.num_batches=2", "eval.gp_fitted=false", "eval.kernels=[rbf, periodic]", "eval.gp_bayes=true")
-    assert cli("eval", run, "--cache-dir", tmp_path / "cache", sets=evaluation) == 0
-    saved = json.loads((run / "metrics.json").read_text())
+    saved = _eval_tiny_cnp(tmp_path, "eval.kernels=[rbf, periodic]", "eval.gp_bayes=true")
     assert "GP Bayes = hyper-parameters integrated" in saved["protocol"]
     bayes, oracle = saved["results"]["GP Bayes [rbf]"], saved["results"]["GP oracle [rbf]"]
     assert math.isfinite(bayes["tar_ll_gaussian"]) and bayes["tar_ll_gaussian"] != bayes["tar_ll"]
