@@ -22,6 +22,8 @@ The Bayes-optimal row is the GP averaged over the posterior of the kernel hyper-
 the context (the prior is the task distribution's): the ceiling of any model, which, unlike the
 oracle, does not know each task's hyper-parameters (``npkit.baselines.hyper_marginal_gp``).
 ``step ms``: the median of isolated training steps on pre-drawn batches (data excluded).
+A second table gives ctx_ll, the MSE of the predictive mean and the coverage of the central 95%
+interval per kernel.
 """
 
 from __future__ import annotations
@@ -139,6 +141,13 @@ def cells_of(scores: dict) -> str:
     return "".join(cell(scores[k]) if k in scores else " - | - |" for k in KERNELS)
 
 
+def calibration_cells(scores: dict) -> str:
+    """' ctx_ll | mse | coverage95 |' for every kernel (BENCHMARKS.md: the context fit, the
+    squared error of the predictive mean and the coverage of the central 95% interval)."""
+    cell = lambda m: f" {m['ctx_ll']:.2f} | {m['mse']:.4f} | {m['coverage95']:.3f} |"
+    return "".join(cell(scores[k]) if k in scores else " - | - | - |" for k in KERNELS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["cnp", "canp", "np", "anp"])
@@ -190,6 +199,16 @@ def main() -> None:
     print("| GP oracle (true hyper-parameters) | - | - | - |" + cells_of(oracle))
     gaussian = ", ".join(f"{k} {m['tar_ll_gaussian']:.3f}" for k, m in bayes.items())
     print(f"\nbest per-point Gaussian (the Bayes predictive's moment-matched Gaussian), tar_ll: {gaussian}")
+
+    print("\nctx_ll: per-point log-likelihood of the context queried at itself; mse: of the predictive mean on")
+    print("the targets; cov95: fraction of targets inside the central 95% interval of the per-point predictive")
+    head = "| model |" + "".join(f" {k} ctx_ll | {k} mse | {k} cov95 |" for k in KERNELS)
+    print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
+    for (name, seed), r in rows.items():
+        label = name if len(args.train_seeds) == 1 else f"{name} (seed {seed})"
+        print(f"| {label} |" + calibration_cells(r["scores"]))
+    print("| GP, hyper-parameters integrated (Bayes-optimal) |" + calibration_cells(bayes))
+    print("| GP oracle (true hyper-parameters) |" + calibration_cells(oracle))
 
 
 if __name__ == "__main__":

@@ -30,3 +30,9 @@ def test_seed_mean_is_the_mean_with_the_standard_error_across_seeds(gp1d):
     latent = gp1d.seed_mean([result(1.0, 2.0, "tar_ll_joint")] * 3)
     assert latent["rbf"] == pytest.approx({"tar_ll": 1.0, "tar_ll_se": 0.0, "tar_ll_joint": 2.0})
     assert "(AR)" not in gp1d.cells_of(latent) and "(AR)" in gp1d.cells_of(deterministic)
+
+
+def test_calibration_cells_give_every_kernel_in_order_and_dashes_where_missing(gp1d):
+    metrics = {"ctx_ll": 2.5, "mse": 0.0478, "coverage95": 0.9482}
+    cells = gp1d.calibration_cells({"rbf": metrics, "matern52": {**metrics, "mse": 0.1}})
+    assert cells == " 2.50 | 0.0478 | 0.948 | 2.50 | 0.1000 | 0.948 | - | - | - |"
