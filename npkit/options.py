@@ -166,5 +166,15 @@ class ModelOptions:
     def from_dict(cls, values: dict[str, Any]):
         return from_options(cls, values, "model")
 
+    @classmethod
+    def resolve(cls, config: Any, options: dict[str, Any], owner: str):
+        """The config a model ``owner`` (its class name) is built from: ``config`` (an instance
+        of ``cls``) or the keyword ``options``, never both."""
+        if config is not None and options:
+            raise ValueError(f"pass either a {cls.__name__} or keyword options, not both")
+        if config is not None and not isinstance(config, cls):
+            raise TypeError(f"{owner} takes a {cls.__name__}, got {type(config).__name__}")
+        return config if config is not None else cls.from_dict(options)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

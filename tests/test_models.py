@@ -599,9 +599,14 @@ def test_each_family_accepts_only_its_own_options():
         build_model("anp", r_dim=10, num_heads=4)
 
 
-def test_model_takes_only_its_own_config_class():
-    with pytest.raises(TypeError, match="takes a ANPConfig"):
-        MODELS["anp"](ModelConfig())
+@pytest.mark.parametrize("name", ["anp", "statistician", "vae"])
+def test_model_takes_only_its_own_config_class_or_options(name):
+    family = MODELS[name]
+    with pytest.raises(TypeError, match=f"{family.__name__} takes a {family.config_class.__name__}"):
+        family(ModelConfig())
+    with pytest.raises(ValueError, match="not both"):
+        family(family.config_class(), hidden_dim=8)
+    assert family(hidden_dim=8).config == family.config_class(hidden_dim=8)
 
 
 def test_chunked_decoding_without_gradients_equals_one_pass(monkeypatch):

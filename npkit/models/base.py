@@ -227,12 +227,7 @@ class NeuralProcess(nn.Module):
 
     def __init__(self, config: ModelConfig | None = None, **options) -> None:
         super().__init__()
-        if config is not None and options:
-            raise ValueError(f"pass either a {self.config_class.__name__} or keyword options, not both")
-        if config is not None and not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
-        self.config = config if config is not None else self.config_class.from_dict(options)
-        cfg = self.config
+        self.config = cfg = self.config_class.resolve(config, options, type(self).__name__)
         self.likelihood = build_likelihood(cfg.likelihood, cfg.min_sigma, cfg.fixed_sigma)
         own = self.build_deterministic(cfg)
         extra = [self.build_global_path(cfg) for _ in range(cfg.global_paths)]

@@ -196,11 +196,7 @@ class NeuralStatistician(nn.Module):
 
     def __init__(self, config: StatisticianConfig | None = None, **options) -> None:
         super().__init__()
-        if config is not None and options:
-            raise ValueError("pass either a StatisticianConfig or keyword options, not both")
-        if config is not None and not isinstance(config, StatisticianConfig):
-            raise TypeError(f"NeuralStatistician takes a StatisticianConfig, got {type(config).__name__}")
-        self.config = cfg = config if config is not None else StatisticianConfig.from_dict(options)
+        self.config = cfg = StatisticianConfig.resolve(config, options, type(self).__name__)
         hidden, z_dim, c_dim = cfg.hidden_dim, cfg.z_dim, cfg.c_dim
 
         def net(in_dim: int, out_dim: int, num_layers: int, last: str | None = None) -> MaskedSequential:

@@ -87,11 +87,7 @@ class VAE(nn.Module):
 
     def __init__(self, config: VAEConfig | None = None, **options) -> None:
         super().__init__()
-        if config is not None and options:
-            raise ValueError("pass either a VAEConfig or keyword options, not both")
-        if config is not None and not isinstance(config, VAEConfig):
-            raise TypeError(f"VAE takes a VAEConfig, got {type(config).__name__}")
-        self.config = cfg = config if config is not None else VAEConfig.from_dict(options)
+        self.config = cfg = VAEConfig.resolve(config, options, type(self).__name__)
         self.likelihood = build_likelihood(cfg.likelihood, cfg.min_sigma)
         k = cfg.num_classes
         self.encoder = mlp(cfg.x_dim + k, cfg.hidden_dim, 2 * cfg.z_dim, cfg.layers, cfg.activation)
