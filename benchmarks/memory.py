@@ -12,6 +12,9 @@ task is a batch of 16 64x64 RGB images: x in [0, 1]^2, y in [0, 1]^3, 300 contex
 - ``train``:    forward + backward of ``npkit.objectives.iwae`` with 4 samples (``nll`` for the
   CNP) on 1,000 context points and 4,096 targets, by default for the ANP only (``--train-models``).
 
+``--profile N``: instead, one training step of each ``--train-models`` under ``torch.profiler`` in
+this process, its forward and backward seconds and the ``N`` operators with the most self time.
+
 ``--baseline`` adds the RSS of the process after importing torch, building the model and drawing
 the batch (before the measured call) and the increment of the peak over it.
 """
@@ -52,6 +55,35 @@ def make_batch(batch_size: int, num_context: int, num_target: int, seed: int) ->
     return Batch(u(num_context, 2), u(num_context, 3), u(num_target, 2), u(num_target, 3))
 
 
+def train_step(model, batch: Batch, args: argparse.Namespace) -> tuple[float, float]:
+    """Forward and backward of the training objective (``iwae`` with ``--train-samples``, ``nll``
+    for deterministic models); returns their seconds."""
+    model.train()
+    start = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):  # train.precision=bf16-mixed
+        loss = iwae(model, batch, num_samples=args.train_samples) if model.is_latent else nll(model, batch)
+    middle = time.perf_counter()
+    loss.loss.backward()
+    return middle - start, time.perf_counter() - middle
+
+
+def profile(args: argparse.Namespace) -> None:
+    """``--profile``: the operators that take a training step's time, per model."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for name in args.train_models:
+        torch.manual_seed(0)
+        model = make_model(name, args.width)
+        batch = make_batch(args.batch_size, args.train_context, args.targets, seed=1)
+        with profiler(activities=[ProfilerActivity.CPU]) as prof:
+            forward, backward = train_step(model, batch, args)
+        print(f"\n{name}: forward {forward:.1f} s, backward {backward:.1f} s (under the profiler)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
+
+
 def worker(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     if args.threads:
@@ -69,10 +101,7 @@ def worker(args: argparse.Namespace) -> dict:
             pred = npkit.predict(model, batch.xc, batch.yc, batch.xt, num_samples=args.samples)
             _ = (pred.mean, pred.stddev)  # the mixture's moments are computed on access
     else:
-        model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):  # train.precision=bf16-mixed
-            loss = iwae(model, batch, num_samples=args.train_samples) if model.is_latent else nll(model, batch)
-        loss.loss.backward()
+        train_step(model, batch, args)
     seconds = time.perf_counter() - start
     return {
         "model": args.worker,
@@ -103,11 +132,16 @@ def main() -> None:
         action="store_true",
         help="also show the RSS before the measured call (torch imported, model built) and the increment",
     )
+    parser.add_argument("--profile", type=int, default=0, help="profile the training step: show the N top operators")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=TASKS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
+        return
+    if args.profile:
+        print(f"command: python benchmarks/memory.py {' '.join(sys.argv[1:])}\nmachine: {cpu_name()}")
+        profile(args)
         return
 
     threads = args.threads or torch.get_num_threads()
