@@ -41,6 +41,7 @@ from step_time import median_step_ms
 
 from npkit.config import load_config, split_section
 from npkit.data import make_sampler
+from npkit.data.gp import PERIODIC_KERNELS
 from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp
 from npkit.models import build_model
 from npkit.objectives import get_objective
@@ -127,7 +128,7 @@ def bayes_scores(args: argparse.Namespace) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     prior = lambda k: make_sampler("gp1d", kernel=k)
-    scores = {k: evaluate_gp(eval_set(k, args), "bayes", prior=prior(k)) for k in KERNELS if k != "periodic"}
+    scores = {k: evaluate_gp(eval_set(k, args), "bayes", prior=prior(k)) for k in KERNELS if k not in PERIODIC_KERNELS}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(scores))
     return scores
@@ -171,6 +172,7 @@ def main() -> None:
                 future.result()
     finished = {key: run for key, run in runs.items() if (run / "model").is_dir()}
     rows = {key: scores_of(key[0], run, args) for key, run in finished.items()}
+    label = lambda name, seed: name if len(args.train_seeds) == 1 else f"{name} (seed {seed})"
     oracle = {k: evaluate_gp(eval_set(k, args), "oracle") for k in KERNELS}
 
     print(f"command: python benchmarks/gp1d.py {' '.join(sys.argv[1:])}")
@@ -186,9 +188,8 @@ def main() -> None:
         print(f"not finished: {missing} (rerun without --report to train or resume them)")
     head = "| model | params | steps | step ms |" + "".join(f" {k} tar_ll | {k} joint |" for k in KERNELS)
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
-    for (name, seed), r in rows.items():
-        label = name if len(args.train_seeds) == 1 else f"{name} (seed {seed})"
-        print(f"| {label} | {r['params']:,} | {r['steps']:,} | {r['step_ms']:.1f} |" + cells_of(r["scores"]))
+    for key, r in rows.items():
+        print(f"| {label(*key)} | {r['params']:,} | {r['steps']:,} | {r['step_ms']:.1f} |" + cells_of(r["scores"]))
     for name in args.models:
         per_seed = [r for (model, _), r in rows.items() if model == name]
         if len(per_seed) > 1:
@@ -204,9 +205,8 @@ def main() -> None:
     print("the targets; cov95: fraction of targets inside the central 95% interval of the per-point predictive")
     head = "| model |" + "".join(f" {k} ctx_ll | {k} mse | {k} cov95 |" for k in KERNELS)
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
-    for (name, seed), r in rows.items():
-        label = name if len(args.train_seeds) == 1 else f"{name} (seed {seed})"
-        print(f"| {label} |" + calibration_cells(r["scores"]))
+    for key, r in rows.items():
+        print(f"| {label(*key)} |" + calibration_cells(r["scores"]))
     print("| GP, hyper-parameters integrated (Bayes-optimal) |" + calibration_cells(bayes))
     print("| GP oracle (true hyper-parameters) |" + calibration_cells(oracle))
 
