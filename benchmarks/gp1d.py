@@ -1,7 +1,8 @@
 """gp1d benchmark (BENCHMARKS.md section 1): the reference-size models beside the exact GP oracle.
 
     python benchmarks/gp1d.py [--models cnp canp np anp] [--steps 100000] [--runs runs/gp1d] [--jobs 2]
-                              [--eval-batches 3000] [--train-seeds 0 1 2] [--report]
+                              [--eval-batches 3000] [--train-seeds 0 1 2] [--train-kernels rbf periodic]
+                              [--report]
 
 Each model trains its preset ``gp1d-<model>`` (configs/; the sizes of the TNP reference code,
 Adam 5e-4 with cosine decay, batch 16, RBF tasks; CNPs with the exact log-likelihood, latent
@@ -13,6 +14,12 @@ evaluation sets (``--eval-batches`` x 16 tasks per kernel, seed ``--seed``; each
 is kept in its run folder). ``--report`` trains nothing and tabulates the finished runs.
 ``--train-seeds``: every model with each training seed (seed s > 0 in ``--runs/<model>-seed<s>``),
 a row per run and, per model with several, the mean over seeds ± its standard error across seeds.
+
+Two protocols. The published one (``--train-kernels rbf``, the default) trains on RBF and scores
+every kernel, so Matern 5/2 and periodic are out of distribution (OOD). ``--train-kernels rbf
+matern52 periodic`` adds one model per kernel (``--runs/<model>-on-<kernel>``, trained with
+``data.kernel=<kernel>``), scored on its own kernel only: the in-distribution score beside the
+OOD one, in a second table.
 
 tar_ll is per point and marginal over 50 z ~ p(z | C) for latent models; ``joint`` is
 logmeanexp over z of the summed target log-likelihood / Nt for latent models, and for
@@ -69,19 +76,28 @@ def eval_set(kernel: str, args: argparse.Namespace):
     return cached_eval_set(make_sampler("gp1d", kernel=kernel), args.eval_batches, 16, args.seed, args.cache_dir)
 
 
-def run_folder(runs: str, name: str, seed: int) -> Path:
-    """``runs/<name>`` for training seed 0, ``runs/<name>-seed<seed>`` for the others."""
-    return Path(runs) / (name if seed == 0 else f"{name}-seed{seed}")
+def run_folder(runs: str, name: str, seed: int, kernel: str = "rbf") -> Path:
+    """``runs/<name>`` for training seed 0 on RBF; ``-on-<kernel>`` for another training kernel,
+    ``-seed<seed>`` for another seed."""
+    on = "" if kernel == "rbf" else f"-on-{kernel}"
+    return Path(runs) / (f"{name}{on}" if seed == 0 else f"{name}{on}-seed{seed}")
 
 
-def train_one(name: str, seed: int, args: argparse.Namespace) -> None:
-    """Train (or resume) one model with training seed ``seed``, then evaluate it in the same
-    worker process."""
+def scored_kernels(kernel: str) -> tuple[str, ...]:
+    """The kernels a model trained on ``kernel`` is scored on: all for RBF (the published
+    protocol), its own for the others (the per-kernel protocol)."""
+    return KERNELS if kernel == "rbf" else (kernel,)
+
+
+def train_one(name: str, seed: int, kernel: str, args: argparse.Namespace) -> None:
+    """Train (or resume) one model with training seed ``seed`` on ``kernel``'s tasks, then
+    evaluate it in the same worker process."""
     torch.set_num_threads(default_threads())
     sets = ["train.progress=false", f"train.seed={seed}"] + ([f"train.steps={args.steps}"] if args.steps else [])
-    run = run_folder(args.runs, name, seed)
+    sets += [f"data.kernel={kernel}"] if kernel != "rbf" else []
+    run = run_folder(args.runs, name, seed, kernel)
     train(f"gp1d-{name}", run, sets)
-    scores_of(name, run, args)
+    scores_of(name, run, args, scored_kernels(kernel))
 
 
 def seed_mean(results: list[dict]) -> dict:
@@ -96,20 +112,20 @@ def seed_mean(results: list[dict]) -> dict:
     return out
 
 
-def scores_of(name: str, run: Path, args: argparse.Namespace) -> dict:
-    """The model's metrics per kernel (kept in the run folder) and its isolated step time."""
+def scores_of(name: str, run: Path, args: argparse.Namespace, kernels: tuple[str, ...] = KERNELS) -> dict:
+    """The model's metrics on each of ``kernels`` (kept in the run folder) and its isolated step time."""
     path = run / f"gp1d-eval-{args.eval_batches}x16-seed{args.seed}.json"
     model = load_trained(run)
     ar = not model.is_latent  # deterministic models: their autoregressive joint too
     if path.is_file():
         result = json.loads(path.read_text())
-        if ar and "tar_ll_ar" not in result["scores"]["rbf"]:  # kept before that column existed
-            result["scores"] = {k: evaluate(model, eval_set(k, args), autoregressive=True) for k in KERNELS}
+        if ar and "tar_ll_ar" not in result["scores"][kernels[0]]:  # kept before that column existed
+            result["scores"] = {k: evaluate(model, eval_set(k, args), autoregressive=True) for k in kernels}
             path.write_text(json.dumps(result))
         return result
     result = {"params": sum(p.numel() for p in model.parameters())}
     result["steps"] = load_config(run / "config.yaml")["train"]["steps"]
-    result["scores"] = {k: evaluate(model, eval_set(k, args), num_samples=50, autoregressive=ar) for k in KERNELS}
+    result["scores"] = {k: evaluate(model, eval_set(k, args), num_samples=50, autoregressive=ar) for k in kernels}
     timing = make_model(name)
     objective_name, options = objective_of(name)
     objective = get_objective(objective_name, timing, **options)
@@ -142,6 +158,19 @@ def cells_of(scores: dict) -> str:
     return "".join(cell(scores[k]) if k in scores else " - | - |" for k in KERNELS)
 
 
+def kernel_headers(trained_on: str, columns: tuple[str, ...]) -> str:
+    """' <kernel> <column> |' for every kernel and column, kernels other than ``trained_on``
+    marked (OOD): the model never saw their tasks."""
+    name = lambda k: k if k == trained_on else f"{k} (OOD)"
+    return "".join(f" {name(k)} {c} |" for k in KERNELS for c in columns)
+
+
+def own_kernel_scores(results: dict[str, dict]) -> dict:
+    """Per kernel, the scores of the model trained on it: ``results[kernel]`` is that model's
+    ``scores_of`` result."""
+    return {k: r["scores"][k] for k, r in results.items()}
+
+
 def calibration_cells(scores: dict) -> str:
     """' ctx_ll | mse | coverage95 |' for every kernel (BENCHMARKS.md: the context fit, the
     squared error of the predictive mean and the coverage of the central 95% interval)."""
@@ -160,18 +189,33 @@ def main() -> None:
     parser.add_argument(
         "--train-seeds", nargs="+", type=int, default=[0], help="training seeds (s > 0: run folder <model>-seed<s>)"
     )
+    parser.add_argument(
+        "--train-kernels",
+        nargs="+",
+        default=["rbf"],
+        choices=KERNELS,
+        help="kernels to train a model on: rbf (the published protocol, scored on every kernel) and, for the "
+        "per-kernel protocol, the others (scored on their own)",
+    )
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--report", action="store_true", help="tabulate the finished runs, train nothing")
     args = parser.parse_args()
-    runs = {(name, seed): run_folder(args.runs, name, seed) for name in args.models for seed in args.train_seeds}
+    kernels = list(dict.fromkeys(["rbf", *args.train_kernels]))  # the published protocol's runs come first
+    runs = {
+        (name, seed, kernel): run_folder(args.runs, name, seed, kernel)
+        for kernel in kernels
+        for name in args.models
+        for seed in args.train_seeds
+    }
     os.environ.setdefault("NPKIT_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     torch.set_num_threads(default_threads())  # the evaluation and the step times, too
     if not args.report:
         with ProcessPoolExecutor(args.jobs) as pool:
-            for future in [pool.submit(train_one, name, seed, args) for name, seed in runs]:
+            for future in [pool.submit(train_one, *key, args) for key in runs]:
                 future.result()
     finished = {key: run for key, run in runs.items() if (run / "model").is_dir()}
-    rows = {key: scores_of(key[0], run, args) for key, run in finished.items()}
+    every = {key: scores_of(key[0], run, args, scored_kernels(key[2])) for key, run in finished.items()}
+    rows = {(name, seed): r for (name, seed, kernel), r in every.items() if kernel == "rbf"}
     label = lambda name, seed: name if len(args.train_seeds) == 1 else f"{name} (seed {seed})"
     oracle = {k: evaluate_gp(eval_set(k, args), "oracle") for k in KERNELS}
 
@@ -186,7 +230,7 @@ def main() -> None:
     missing = [str(run) for key, run in runs.items() if key not in finished]
     if missing:
         print(f"not finished: {missing} (rerun without --report to train or resume them)")
-    head = "| model | params | steps | step ms |" + "".join(f" {k} tar_ll | {k} joint |" for k in KERNELS)
+    head = "| model | params | steps | step ms |" + kernel_headers("rbf", ("tar_ll", "joint"))
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
     for key, r in rows.items():
         print(f"| {label(*key)} | {r['params']:,} | {r['steps']:,} | {r['step_ms']:.1f} |" + cells_of(r["scores"]))
@@ -203,12 +247,35 @@ def main() -> None:
 
     print("\nctx_ll: per-point log-likelihood of the context queried at itself; mse: of the predictive mean on")
     print("the targets; cov95: fraction of targets inside the central 95% interval of the per-point predictive")
-    head = "| model |" + "".join(f" {k} ctx_ll | {k} mse | {k} cov95 |" for k in KERNELS)
+    head = "| model |" + kernel_headers("rbf", ("ctx_ll", "mse", "cov95"))
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
     for key, r in rows.items():
         print(f"| {label(*key)} |" + calibration_cells(r["scores"]))
     print("| GP, hyper-parameters integrated (Bayes-optimal) |" + calibration_cells(bayes))
     print("| GP oracle (true hyper-parameters) |" + calibration_cells(oracle))
+    if len(kernels) > 1:
+        per_kernel_table(args, every, bayes, oracle)
+
+
+def per_kernel_table(args: argparse.Namespace, every: dict, bayes: dict, oracle: dict) -> None:
+    """The per-kernel protocol: each kernel's column from the model trained on that kernel."""
+    print("\nper-kernel protocol: each column from a model trained on that kernel's tasks (in distribution)")
+    head = "| model |" + "".join(f" {k} tar_ll | {k} joint |" for k in KERNELS)
+    head += "".join(f" {k} ctx_ll | {k} cov95 |" for k in KERNELS)
+    print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
+    for name in args.models:
+        for seed in args.train_seeds:
+            own = own_kernel_scores({k: r for (n, s, k), r in every.items() if (n, s) == (name, seed)})
+            label = name if len(args.train_seeds) == 1 else f"{name} (seed {seed})"
+            print(f"| {label} |" + cells_of(own) + own_calibration_cells(own))
+    print("| GP, hyper-parameters integrated (Bayes-optimal) |" + cells_of(bayes) + own_calibration_cells(bayes))
+    print("| GP oracle (true hyper-parameters) |" + cells_of(oracle) + own_calibration_cells(oracle))
+
+
+def own_calibration_cells(scores: dict) -> str:
+    """' ctx_ll | cov95 |' for every kernel, dashes where missing."""
+    cell = lambda m: f" {m['ctx_ll']:.2f} | {m['coverage95']:.3f} |"
+    return "".join(cell(scores[k]) if k in scores else " - | - |" for k in KERNELS)
 
 
 if __name__ == "__main__":

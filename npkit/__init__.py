@@ -22,7 +22,7 @@ from npkit.data import (
     TaskSampler,
     make_sampler,
 )
-from npkit.likelihoods import LIKELIHOODS, Bernoulli, Gaussian, Likelihood
+from npkit.likelihoods import LIKELIHOODS, Bernoulli, Gaussian, GaussianMixture, Likelihood, StudentTHead
 from npkit.models import (
     ANP,
     CANP,
@@ -119,6 +119,7 @@ __all__ = [
     "FivePointSine",
     "GPSampler",
     "Gaussian",
+    "GaussianMixture",
     "GroupedTasks",
     "ImageSampler",
     "KLAnnealing",
@@ -131,6 +132,7 @@ __all__ = [
     "SampleMixture",
     "SawtoothSampler",
     "SineSampler",
+    "StudentTHead",
     "TNPD",
     "TaskSampler",
     "TrainConfig",

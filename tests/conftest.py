@@ -33,3 +33,27 @@ def benchmark_script(name: str):
         for loaded in set(sys.modules) - before:
             if Path(getattr(sys.modules[loaded], "__file__", None) or "/").parent == BENCHMARKS:
                 del sys.modules[loaded]
+
+
+# Model-wide tests run over every family and over TNP-D with a non-Gaussian predictive head:
+# a test name is a family, or a family with the options of its head.
+HEAD_VARIANTS = {"tnpd-mixture": ("tnpd", {"likelihood": "mixture", "mixture_components": 3})}
+FAMILIES = ["cnp", "canp", "tnpd", "convcnp", "lnp", "np", "anp"]
+MODEL_WIDE = [*FAMILIES, *HEAD_VARIANTS]
+
+
+def family_of(name: str) -> str:
+    """The model family of a test name (``tnpd-mixture`` -> ``tnpd``)."""
+    return HEAD_VARIANTS.get(name, (name, {}))[0]
+
+
+def build_variant(name: str, **options):
+    """Model ``name`` (a family or a HEAD_VARIANTS key) with the options its config class has;
+    ``options`` override the variant's head options."""
+    from dataclasses import fields
+
+    from npkit.models import MODELS, build_model
+
+    family, head = HEAD_VARIANTS.get(name, (name, {}))
+    known = {f.name for f in fields(MODELS[family].config_class)}
+    return build_model(family, **{k: v for k, v in {**head, **options}.items() if k in known})

@@ -36,3 +36,20 @@ def test_calibration_cells_give_every_kernel_in_order_and_dashes_where_missing(g
     metrics = {"ctx_ll": 2.5, "mse": 0.0478, "coverage95": 0.9482}
     cells = gp1d.calibration_cells({"rbf": metrics, "matern52": {**metrics, "mse": 0.1}})
     assert cells == " 2.50 | 0.0478 | 0.948 | 2.50 | 0.1000 | 0.948 | - | - | - |"
+
+
+def test_per_kernel_runs_have_their_own_folders_and_score_their_own_kernel(gp1d):
+    assert gp1d.run_folder("runs/gp1d", "tnpd", 0, "rbf") == Path("runs/gp1d/tnpd")
+    assert gp1d.run_folder("runs/gp1d", "tnpd", 0, "periodic") == Path("runs/gp1d/tnpd-on-periodic")
+    assert gp1d.run_folder("runs/gp1d", "tnpd", 1, "periodic") == Path("runs/gp1d/tnpd-on-periodic-seed1")
+    assert gp1d.scored_kernels("rbf") == gp1d.KERNELS  # the published protocol: every kernel
+    assert gp1d.scored_kernels("periodic") == ("periodic",)
+
+
+def test_per_kernel_table_takes_each_column_from_the_model_trained_on_it(gp1d):
+    metrics = lambda ll: {"tar_ll": ll, "tar_ll_se": 0.01, "tar_ll_ar": ll + 1, "ctx_ll": 2.0, "coverage95": 0.9}
+    on_rbf = {"scores": {k: metrics(v) for k, v in zip(gp1d.KERNELS, (1.4, 0.9, -3.0))}}  # OOD: matern, periodic
+    on_periodic = {"scores": {"periodic": metrics(0.8)}}
+    own = gp1d.own_kernel_scores({"rbf": on_rbf, "periodic": on_periodic})
+    assert gp1d.cells_of(own) == " 1.400 ± 0.010 | 2.400 (AR) | - | - | 0.800 ± 0.010 | 1.800 (AR) |"
+    assert gp1d.kernel_headers("rbf", ("tar_ll",)) == " rbf tar_ll | matern52 (OOD) tar_ll | periodic (OOD) tar_ll |"

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import MODEL_WIDE, build_variant, family_of
 
 import npkit.evaluation as evaluation
 import npkit.models.base as base
@@ -14,16 +15,16 @@ from npkit.models import MODELS, build_model
 from npkit.predictive import predict
 from npkit.tasks import Batch
 
-ALL = ["cnp", "canp", "tnpd", "convcnp", "lnp", "np", "anp"]
+ALL = MODEL_WIDE  # every family, and TNP-D with a mixture head
 X_DIM = {"convcnp": 1}  # 1D only; the others take 2D inputs, as images
 HIDDEN = 16
 
 
 def make(name: str, y_dim: int = 2):
     torch.manual_seed(0)
-    latent = {"z_dim": 4} if MODELS[name].is_latent else {"global_paths": 1}  # CNPs: two concatenated paths
+    latent = {"z_dim": 4} if MODELS[family_of(name)].is_latent else {"global_paths": 1}  # CNPs: two concatenated paths
     sizes = dict(hidden_dim=HIDDEN, r_dim=HIDDEN, **latent)
-    model = build_model(name, x_dim=X_DIM.get(name, 2), y_dim=y_dim, init="normal", init_std=0.3, **sizes)
+    model = build_variant(name, x_dim=X_DIM.get(name, 2), y_dim=y_dim, init="normal", init_std=0.3, **sizes)
     return model.eval()
 
 
@@ -79,7 +80,8 @@ def test_chunked_predictive_mixture_equals_one_pass(name, monkeypatch):
         torch.manual_seed(3)
         chunked = predict(model, batch.xc, batch.yc, batch.xt, num_samples=7)
     torch.testing.assert_close(chunked.mean, whole.mean, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(chunked.variance, whole.variance, rtol=1e-6, atol=1e-6)
+    # float32 round-off: a mixture head's variance sums K terms of size ~10 (init_std 0.3)
+    torch.testing.assert_close(chunked.variance, whole.variance, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(chunked.log_prob(batch.yt), whole.log_prob(batch.yt), rtol=2e-6, atol=1e-5)
 
 
@@ -174,7 +176,7 @@ def test_recomputed_training_chunks_give_the_same_loss_and_gradients(name, monke
     from npkit.objectives import get_objective
 
     batch = image_like(masked=True, x_dim=X_DIM.get(name, 2)).to("cpu", torch.float64)
-    latent = MODELS[name].is_latent
+    latent = MODELS[family_of(name)].is_latent
     objective = get_objective("iwae" if latent else "nll", **({"num_samples": 3} if latent else {}))
 
     def loss_and_grads():

@@ -2,10 +2,10 @@
 masked contexts, output and latent standard deviations, initialisation and input checks."""
 
 import math
-from dataclasses import fields
 
 import pytest
 import torch
+from conftest import FAMILIES, MODEL_WIDE, build_variant
 from torch import nn
 from torch.distributions import Normal
 
@@ -13,7 +13,8 @@ from npkit.models import MODELS, ModelConfig, build_model
 from npkit.nn import init_weights
 from npkit.predictive import marginal
 
-ALL = ["cnp", "canp", "tnpd", "convcnp", "lnp", "np", "anp"]
+ALL = MODEL_WIDE  # every family, and TNP-D with a mixture head
+GAUSSIAN = FAMILIES  # the tests of the Gaussian head's std parameterisation
 LATENT = ["lnp", "np", "anp"]
 SMALL = {
     "hidden_dim": 16,
@@ -29,8 +30,7 @@ SMALL = {
 def make(name: str, double: bool = False, **options):
     """A small model with the options (SMALL, then ``options``) that its config class has."""
     torch.manual_seed(0)
-    known = {f.name for f in fields(MODELS[name].config_class)}
-    model = build_model(name, **{k: v for k, v in {**SMALL, **options}.items() if k in known})
+    model = build_variant(name, **{**SMALL, **options})
     return model.double() if double else model
 
 
@@ -67,7 +67,7 @@ def close(a, b, atol=1e-10):
 
 def test_registry_holds_the_neural_processes_the_statistician_and_the_vae():
     assert sorted(MODELS) == ["anp", "canp", "cnp", "convcnp", "deep_prior", "lnp", "np", "statistician", "tnpd", "vae"]
-    assert [MODELS[n].is_latent for n in ALL] == [False, False, False, False, True, True, True]
+    assert [MODELS[n].is_latent for n in FAMILIES] == [False, False, False, False, True, True, True]
 
 
 def test_build_model_with_unknown_name_lists_the_choices():
@@ -153,7 +153,7 @@ def test_cnp_has_no_posterior():
         make("cnp").posterior(xc, yc)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", GAUSSIAN)
 def test_log_prob_sums_independent_normals_over_y_dim(name):
     model = make(name, double=True, y_dim=3)
     xc, yc, xt, yt = data(dy=3)
@@ -361,7 +361,7 @@ def test_predictive_stddev_is_never_below_min_sigma(name):
     assert pred.stddev.min() >= 0.25
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", GAUSSIAN)
 def test_predictive_stddev_floors_at_min_sigma(name):
     model = make(name, min_sigma=0.25)
     set_raw_sigma(last_linear(model.decoder), 1, -100.0)
@@ -370,7 +370,7 @@ def test_predictive_stddev_floors_at_min_sigma(name):
     assert torch.allclose(pred.stddev, torch.full_like(pred.stddev, 0.25), rtol=0, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", GAUSSIAN)
 def test_predictive_stddev_is_min_sigma_plus_scaled_softplus_of_raw(name):
     model = make(name, min_sigma=0.25)
     set_raw_sigma(last_linear(model.decoder), 1, 0.5)
@@ -380,7 +380,7 @@ def test_predictive_stddev_is_min_sigma_plus_scaled_softplus_of_raw(name):
     assert torch.allclose(pred.stddev, torch.full_like(pred.stddev, expected), rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", GAUSSIAN)
 def test_fixed_sigma_gives_constant_stddev(name):
     model = make(name, fixed_sigma=0.3)
     xc, yc, xt, _ = data(dtype=torch.float32)

@@ -1,17 +1,16 @@
 """Ragged batches end to end: tasks of different context and target sizes, padded and masked in
 one batch, give exactly what each task gives alone, for predictions and for the objectives."""
 
-from dataclasses import fields
-
 import pytest
 import torch
+from conftest import MODEL_WIDE, build_variant, family_of
 from torch.distributions import Normal
 
-from npkit.models import MODELS, build_model
+from npkit.models import MODELS
 from npkit.objectives import elbo, iwae, log_marginal_estimate, ml, nll
 from npkit.tasks import Batch
 
-ALL = ["cnp", "canp", "tnpd", "convcnp", "lnp", "np", "anp"]
+ALL = MODEL_WIDE  # every family, and TNP-D with a mixture head
 LATENT = ["lnp", "np", "anp"]
 # global_paths and post_layers: the extra pooled paths and post-pooling MLPs of the TNP reference sizes
 SMALL = {"hidden_dim": 16, "r_dim": 16, "z_dim": 8, "encoder_layers": 2, "decoder_layers": 2, "num_heads": 4}
@@ -23,8 +22,7 @@ GARBAGE = 1e3  # what the padding holds: any finite value must be ignored
 
 def make(name: str):
     torch.manual_seed(0)
-    known = {f.name for f in fields(MODELS[name].config_class)}
-    return build_model(name, **{k: v for k, v in SMALL.items() if k in known}).double()
+    return build_variant(name, **SMALL).double()
 
 
 def tasks(seed: int = 0) -> list[Batch]:
@@ -96,7 +94,7 @@ def test_ragged_batch_posterior_matches_each_task_alone(name):
 
 
 def objectives(name: str):
-    if not MODELS[name].is_latent:
+    if not MODELS[family_of(name)].is_latent:
         return {"nll": nll, "nll-targets": lambda m, b: nll(m, b, include_context=False)}
     return {
         "elbo": lambda m, b: elbo(m, b, num_samples=2),

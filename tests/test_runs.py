@@ -2,10 +2,10 @@
 
 import json
 from contextlib import contextmanager
-from dataclasses import fields
 
 import pytest
 import torch
+from conftest import HEAD_VARIANTS, build_variant
 
 from npkit.data import make_sampler
 from npkit.models import MODELS, NeuralProcess, build_model
@@ -25,15 +25,15 @@ def saved(tmp_path):
     return model, tmp_path / "m"
 
 
-NEURAL_PROCESSES = [n for n in sorted(MODELS) if issubclass(MODELS[n], NeuralProcess)]  # the statistician: its tests
+# every registered Neural Process (the statistician and the VAE: their own tests), and TNP-D with a mixture head
+NEURAL_PROCESSES = [n for n in sorted(MODELS) if issubclass(MODELS[n], NeuralProcess)] + list(HEAD_VARIANTS)
 
 
 @pytest.mark.parametrize("name", NEURAL_PROCESSES)
 def test_round_trip_gives_identical_predictions(tmp_path, batch, name):
     torch.manual_seed(0)
     options = dict(hidden_dim=16, r_dim=16, z_dim=4, num_heads=2, min_sigma=0.05, init="xavier_normal")
-    known = {f.name for f in fields(MODELS[name].config_class)}
-    model = build_model(name, **{k: v for k, v in options.items() if k in known})
+    model = build_variant(name, **options)
     loaded = load_model(save_model(model, tmp_path / name))
     assert loaded.config == model.config and type(loaded) is type(model)
     model.eval(), loaded.eval()

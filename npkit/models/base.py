@@ -41,9 +41,10 @@ class ModelConfig(ModelOptions):
     deterministic path (0: none). ``global_paths``: extra mean-pooled set encoders whose
     representations are concatenated to the model's own deterministic one (the TNP reference
     CNP has two pooled encoders: ``global_paths=1``; its attentive CNP a pooled one beside the
-    cross-attention). ``likelihood`` is one of ``npkit.likelihoods.LIKELIHOODS``;
-    for ``gaussian`` the std is ``min_sigma + (1 - min_sigma) * softplus(raw)``, or the
-    constant ``fixed_sigma``.
+    cross-attention). ``likelihood`` is one of ``npkit.likelihoods.LIKELIHOODS`` (the
+    predictive head): for ``gaussian`` the std is ``min_sigma + (1 - min_sigma) * softplus(raw)``,
+    or the constant ``fixed_sigma``; ``mixture`` has ``mixture_components`` Gaussians per point,
+    each with that std; ``student_t`` that scale and a learned degree of freedom > 2.
     """
 
     x_dim: int = 1
@@ -55,6 +56,7 @@ class ModelConfig(ModelOptions):
     likelihood: str = "gaussian"
     min_sigma: float = 0.1
     fixed_sigma: float | None = None
+    mixture_components: int = 3
     init: str = "default"
     init_std: float = 0.1
     decoder_activation: str = "relu"
@@ -67,7 +69,7 @@ class ModelConfig(ModelOptions):
         check_positive_ints(self, self.POSITIVE)
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {sorted(LIKELIHOODS)}, got {self.likelihood!r}")
-        build_likelihood(self.likelihood, self.min_sigma, self.fixed_sigma)  # validates the sigmas
+        self.build_likelihood()  # validates the sigmas and components
         if self.init not in INITS:
             raise ValueError(f"unknown init scheme {self.init!r}; expected one of {list(INITS)}")
         if self.decoder_activation not in ACTIVATIONS:
@@ -76,6 +78,10 @@ class ModelConfig(ModelOptions):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+    def build_likelihood(self):
+        """The predictive head these options name (``npkit.likelihoods``)."""
+        return build_likelihood(self.likelihood, self.min_sigma, self.fixed_sigma, self.mixture_components)
 
 
 @dataclass
@@ -228,7 +234,7 @@ class NeuralProcess(nn.Module):
     def __init__(self, config: ModelConfig | None = None, **options) -> None:
         super().__init__()
         self.config = cfg = self.config_class.resolve(config, options, type(self).__name__)
-        self.likelihood = build_likelihood(cfg.likelihood, cfg.min_sigma, cfg.fixed_sigma)
+        self.likelihood = cfg.build_likelihood()
         own = self.build_deterministic(cfg)
         extra = [self.build_global_path(cfg) for _ in range(cfg.global_paths)]
         paths = ([own] if own is not None else []) + extra
