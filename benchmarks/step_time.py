@@ -3,7 +3,7 @@ with ``--peer``, beside the ``neuralprocesses`` package in the same run.
 
     python benchmarks/step_time.py --models cnp anp --widths 256 [--layers 3] [--targets-only]
     pip install neuralprocesses        # the peer (npkit[peer]; not an npkit dependency)
-    python benchmarks/step_time.py --peer [--models cnp canp np anp] [--widths 128 256]
+    python benchmarks/step_time.py --peer [--models cnp canp np anp] [--widths 128 256] [--compile]
 
 npkit alone: the median of ``--steps`` Adam steps (after 5 warm-up steps) on pre-drawn batches,
 and the time to draw one batch; by default context ∪ targets are scored (``--targets-only``:
@@ -17,7 +17,9 @@ linear layers; the parameter counts then agree to 0.1%), targets scored with a
 heteroscedastic Gaussian, Adam 3e-4 (npkit: the fused Adam of ``npkit.fit``; the peer: torch's
 Adam, as its training script). ``--bf16`` adds npkit with its forward pass under bfloat16
 autocast (``train.precision=bf16-mixed``: fast where the CPU has bfloat16 matrix units, such as
-AMX; the peer runs float32). The peer's models: ``construct_gnp`` (cnp; np with ``dim_lv``)
+AMX; the peer runs float32). ``--compile`` adds npkit with model + objective under
+``torch.compile(dynamic=True)`` (``train.compile=true``), and its compile time: the first step,
+apart from the medians. The peer's models: ``construct_gnp`` (cnp; np with ``dim_lv``)
 and ``construct_agnp`` (canp; anp with ``dim_lv``): cross-attention only, latent path a
 mean-pooled MLP. npkit's attentive models match that with ``attention_layers=0``; rows marked
 ``+self-attn`` add ``--self-attention`` blocks on both paths (Kim et al.'s ANP), which the peer
@@ -53,14 +55,17 @@ CONV = dict(conv_layers=6, kernel_size=5, points_per_unit=64, margin=0.1)
 WARMUP = 5
 
 
-def npkit_step(model, objective, lr: float = 3e-4, bf16: bool = False):
+def npkit_step(model, objective, lr: float = 3e-4, bf16: bool = False, compile: bool = False):
     """One training step of ``model`` on a batch, with ``npkit.fit``'s optimiser; ``bf16``: the
-    forward pass under bfloat16 autocast, as ``train.precision=bf16-mixed`` runs it."""
+    forward pass under bfloat16 autocast, as ``train.precision=bf16-mixed`` runs it; ``compile``:
+    model and objective under ``torch.compile(dynamic=True)``, as ``train.compile=true``."""
     optimizer = adam(model, lr)
+    loss_of = lambda batch: objective(model, batch).loss
+    loss_of = torch.compile(loss_of, dynamic=True) if compile else loss_of
 
     def step(batch) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = objective(model, batch).loss
+            loss = loss_of(batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -102,13 +107,15 @@ def count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def interleaved_ms(steps: dict, batches, warmup: int = WARMUP) -> dict[str, float]:
+def interleaved_ms(steps: dict, batches, warmup: int = WARMUP, first: dict | None = None) -> dict[str, float]:
     """Median ms per step of each of ``steps`` (name -> step), run alternately on every batch,
-    after ``warmup`` batches."""
+    after ``warmup`` batches; ``first``, if given, receives each one's first step in seconds."""
     times = {who: [] for who in steps}
     for batch in batches:
         for who, step in steps.items():
             times[who].append(timed(step, batch))
+    if first is not None:
+        first.update({who: t[0] for who, t in times.items()})
     return {who: 1000 * statistics.median(t[warmup:]) for who, t in times.items()}
 
 
@@ -149,8 +156,10 @@ def objective_for(model, args):
 
 def peer_rows(args, batches) -> None:
     bf16 = " npkit bf16-mixed ms/step | ratio bf16 / peer |" if args.bf16 else ""
-    print(f"| model | width | npkit params | peer params | npkit ms/step | peer ms/step | ratio npkit / peer |{bf16}")
-    print("|---|---|---|---|---|---|---|" + "---|---|" * args.bf16)
+    compiled = " npkit compiled ms/step | ratio compiled / peer | compile s |" if args.compile else ""
+    header = "| model | width | npkit params | peer params | npkit ms/step | peer ms/step | ratio npkit / peer |"
+    print(header + bf16 + compiled)
+    print("|---|---|---|---|---|---|---|" + "---|---|" * args.bf16 + "---|---|---|" * args.compile)
     variants = [(name, 0) for name in args.models]
     if args.self_attention:
         variants += [(name, args.self_attention) for name in args.models if name in ("canp", "anp")]
@@ -163,9 +172,15 @@ def peer_rows(args, batches) -> None:
             if args.bf16:
                 twin = npkit_model(name, width, attention)  # its own copy (seeded: the same start)
                 steps["bf16"] = npkit_step(twin, objective_for(twin, args), bf16=True)
-            ms = interleaved_ms(steps, batches)
+            if args.compile:
+                twin = npkit_model(name, width, attention)
+                steps["compiled"] = npkit_step(twin, objective_for(twin, args), compile=True)
+            first = {}
+            ms = interleaved_ms(steps, batches, first=first)
             label = name + (f" +self-attn x{attention}" if attention else "")
             extra = f" {ms['bf16']:.1f} | {ms['bf16'] / ms['peer']:.2f} |" if args.bf16 else ""
+            if args.compile:
+                extra += f" {ms['compiled']:.1f} | {ms['compiled'] / ms['peer']:.2f} | {first['compiled']:.0f} |"
             print(
                 f"| {label} | {width} | {count(ours):,} | {count(theirs):,} | {ms['npkit']:.1f} | {ms['peer']:.1f} "
                 f"| {ms['npkit'] / ms['peer']:.2f} |{extra}",
@@ -194,6 +209,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3, help="encoder and decoder MLP layers (npkit alone)")
     parser.add_argument("--self-attention", type=int, default=0, help="--peer: also rows with this many blocks")
     parser.add_argument("--bf16", action="store_true", help="--peer: also npkit under bfloat16 autocast")
+    parser.add_argument("--compile", action="store_true", help="--peer: also npkit under torch.compile")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--samples", type=int, default=4, help="latent samples per task in training")
     parser.add_argument("--steps", type=int, default=60, help="timed steps (after 5 warm-up steps)")

@@ -20,7 +20,10 @@ class TrainConfig:
     runs DDP. ``threads``: torch intra-op threads per process (None: ``$NPKIT_THREADS``, else 1;
     the small networks of NPs gain little from more, and more collapse on shared cores).
     ``diagnose_every``: log the collapse diagnostics of ``npkit.diagnostics`` (``diag/...``
-    columns) every that many steps (latent models)."""
+    columns) every that many steps (latent models). ``compile``: ``torch.compile`` the training
+    step (model and objective, dynamic shapes: tasks vary in size); off by default: on a CPU the
+    first step compiles for about a minute, and ``benchmarks/step_time.py --compile`` measures
+    whether it pays on your machine."""
 
     steps: int = 1000
     batch_size: int = 16
@@ -41,6 +44,7 @@ class TrainConfig:
     precision: str = "32-true"
     threads: int | None = None
     diagnose_every: int | None = None
+    compile: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -301,7 +301,10 @@ def _train(
     scheduler = None
     if cfg.schedule == "cosine":
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, CosineSchedule(0, cfg.schedule_steps or cfg.steps))
-    module, optimizer = fabric.setup(LossModule(model, loss_fn), optimizer)
+    loss_module = LossModule(model, loss_fn)
+    if cfg.compile:  # Fabric unwraps it, sets it up (DDP) and compiles the result with the same options
+        loss_module = torch.compile(loss_module, dynamic=True)
+    module, optimizer = fabric.setup(loss_module, optimizer)
     start = int(restore_checkpoint(checkpoint, model, optimizer, scheduler)["step"]) if checkpoint else 0
     schedule_end = cfg.schedule_steps or cfg.steps
     if checkpoint is not None:

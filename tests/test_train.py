@@ -306,3 +306,23 @@ def test_a_corrupt_training_log_is_named_on_resume(tmp_path):
     metrics_csv(tmp_path).write_text("step,train/loss\n1,abc\n")
     with pytest.raises(ValueError, match=rf"cannot read the training log {metrics_csv(tmp_path)}"):
         fit(small(), make_sampler("gp1d"), steps=4, schedule_steps=2, run_dir=tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")  # dynamo's own
+def test_compiled_training_follows_the_eager_trajectory_and_saves_the_same_parameter_names(tmp_path):
+    """train.compile: torch.compile (inductor) of model + objective; the same losses to float
+    round-off over steps of different task sizes, the same parameters, plain parameter names."""
+    eager, compiled = small("cnp"), small("cnp")
+    from torch._dynamo.utils import counters
+
+    runs, graphs = {}, {}
+    for label, model, compile_ in (("eager", eager, False), ("compiled", compiled, True)):
+        counters.clear()
+        history = fit(model, make_sampler("gp1d"), steps=4, log_every=1, seed=2, progress=False, compile=compile_)
+        runs[label], graphs[label] = [row["train/loss"] for row in history], counters["stats"]["unique_graphs"]
+    assert graphs["eager"] == 0 and graphs["compiled"] > 0  # the compiled run did run compiled graphs
+    assert runs["compiled"] == pytest.approx(runs["eager"], rel=1e-4, abs=1e-5)
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(eager.parameters(), compiled.parameters()))
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # no "_orig_mod." prefixes in checkpoints
+    with pytest.raises(ValueError, match="train.compile must be a bool, got 'yes'"):
+        fit(small("cnp"), make_sampler("gp1d"), steps=1, progress=False, compile="yes")
