@@ -427,3 +427,15 @@ def test_task_pool_rejects_counts_beyond_its_points():
         TaskPool(torch.zeros(2, 10, 1), torch.zeros(2, 10, 1), num_context=(1, 8), num_target=(3, 4))
     with pytest.raises(ValueError, match="x and y must be"):
         TaskPool(torch.zeros(2, 10, 1), torch.zeros(3, 10, 1))
+
+
+def test_a_kernel_mixture_draws_each_batch_from_one_of_its_kernels_evenly():
+    sampler = make_sampler("gp1d", kernels=["rbf", "matern52", "periodic"])
+    generator = gen(5)
+    drawn = [sampler.sample_with_truth(4, generator)[1] for _ in range(300)]
+    counts = {k: sum(gp.kernel == k for gp in drawn) for k in ("rbf", "matern52", "periodic")}
+    assert all(70 <= c <= 130 for c in counts.values()), counts  # 100 each, sd 8
+    assert all((gp.period is not None) == (gp.kernel == "periodic") for gp in drawn)
+    assert make_sampler("gp1d").sample(4, gen(5)).yc.equal(GPSampler().sample(4, gen(5)).yc)  # no mixture: as before
+    with pytest.raises(ValueError, match=r"unknown kernel 'cosine'"):
+        make_sampler("gp1d", kernels=["rbf", "cosine"])

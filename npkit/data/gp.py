@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from npkit.data.sampling import FunctionSampler, uniform
+from npkit.data.sampling import FunctionSampler, randint, uniform
 
 
 def _distance(x1: Tensor, x2: Tensor) -> Tensor:
@@ -84,10 +84,13 @@ class GPSampler(FunctionSampler):
 
     ``scale``, ``length`` and ``period`` are uniform ranges (a standard deviation, a length
     scale and a period); equal ends fix the value. Defaults are the gp1d protocol of
-    BENCHMARKS.md (Bootstrapping NPs / TNP reference code).
+    BENCHMARKS.md (Bootstrapping NPs / TNP reference code). ``kernels`` (non-empty): every batch
+    draws its kernel uniformly from these instead of using ``kernel``, for training over a
+    mixture of kernels (one kernel per batch, so each batch keeps one generating ``TrueGP``).
     """
 
     kernel: str = "rbf"
+    kernels: tuple[str, ...] = ()
     scale: tuple[float, float] = (0.1, 1.0)
     length: tuple[float, float] = (0.1, 0.6)
     period: tuple[float, float] = (0.1, 0.5)
@@ -95,7 +98,8 @@ class GPSampler(FunctionSampler):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_kernel(self.kernel)
+        for kernel in (self.kernel, *self.kernels):
+            check_kernel(kernel)
         for name in ("scale", "length", "period"):
             low, high = getattr(self, name)
             if not 0 < low <= high:
@@ -104,10 +108,11 @@ class GPSampler(FunctionSampler):
             raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
 
     def draw_gp(self, batch_size: int, generator: torch.Generator | None) -> TrueGP:
+        kernel = self.kernels[randint(0, len(self.kernels) - 1, generator)] if self.kernels else self.kernel
         scale = uniform((batch_size,), *self.scale, generator)
         length = uniform((batch_size,), *self.length, generator)
-        period = uniform((batch_size,), *self.period, generator) if self.kernel in PERIODIC_KERNELS else None
-        return TrueGP(self.kernel, scale, length, period, self.noise_std)
+        period = uniform((batch_size,), *self.period, generator) if kernel in PERIODIC_KERNELS else None
+        return TrueGP(kernel, scale, length, period, self.noise_std)
 
     def functions(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, TrueGP]:
         gp = self.draw_gp(x.shape[0], generator)
