@@ -53,3 +53,10 @@ def test_per_kernel_table_takes_each_column_from_the_model_trained_on_it(gp1d):
     own = gp1d.own_kernel_scores({"rbf": on_rbf, "periodic": on_periodic})
     assert gp1d.cells_of(own) == " 1.400 ± 0.010 | 2.400 (AR) | - | - | 0.800 ± 0.010 | 1.800 (AR) |"
     assert gp1d.kernel_headers("rbf", ("tar_ll",)) == " rbf tar_ll | matern52 (OOD) tar_ll | periodic (OOD) tar_ll |"
+
+
+def test_a_deterministic_model_without_its_autoregressive_joint_shows_a_dash(gp1d):
+    marginal_only = {k: {"tar_ll": 1.3, "tar_ll_se": 0.01} for k in gp1d.KERNELS}  # --marginal-only
+    assert gp1d.cells_of(marginal_only) == " 1.300 ± 0.010 | - |" * 3
+    mean = gp1d.seed_mean([{"scores": marginal_only}] * 2)
+    assert gp1d.cells_of(mean) == " 1.300 ± 0.000 | - |" * 3
