@@ -375,6 +375,21 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     print(f"wrote {run_dir / 'diagnostics.json'}")
 
 
+def cmd_explore(args: argparse.Namespace) -> None:
+    import torch
+
+    from npkit.explore import serve
+    from npkit.train import default_threads
+
+    torch.set_num_threads(default_threads())
+    if not 1 <= args.max_points:
+        raise ValueError(f"--max-points must be >= 1, got {args.max_points}")
+    try:
+        serve(args.run_dirs, host=args.host, port=args.port, max_points=args.max_points)
+    except KeyboardInterrupt:
+        pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -446,6 +461,19 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--seed", type=int, default=0)
     _add_overrides(diag)
     diag.set_defaults(func=cmd_diagnose)
+
+    explore = sub.add_parser(
+        "explore",
+        help="condition trained models by clicking, in the browser",
+        description="Serve a local page (127.0.0.1, a free port unless --port) where a click adds a context point "
+        "and the predictive, function samples and the GP oracle update at once; image runs: reveal pixels by "
+        "painting. Needs the explore extra (pip install 'npkit[explore]'). Reads the run folders, never writes.",
+    )
+    explore.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by `npkit train`")
+    explore.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    explore.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    explore.add_argument("--max-points", type=int, default=1000, help="most context points a request may send")
+    explore.set_defaults(func=cmd_explore)
     return parser
 
 

@@ -1,0 +1,231 @@
+"""One run folder as ``npkit explore`` serves it: its model, its data, and what a page asks of it.
+
+Everything a request can reach is here and takes plain numbers, never a path. The model is read
+when the server starts and read again when the run's training saves a newer checkpoint (the
+latest complete one: ``npkit.runs.load_trained``); nothing is ever written into the run folder.
+Every model call holds one lock (torch's random generator is global to the process) and seeds
+torch from the request, so concurrent requests get what sequential ones get.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from npkit.autoregressive import ar_sample
+from npkit.baselines.gp import gp_posterior
+from npkit.config import load_config, split_section
+from npkit.data import FunctionSampler, ImageSampler, TrueGP, make_sampler
+from npkit.data.images import pixel_grid
+from npkit.objectives import kl_per_dim
+from npkit.predictive import predict
+from npkit.runs import RUN_CONFIG, latest_checkpoint, load_trained, model_dir
+
+# Function draws of a deterministic model are autoregressive: this many grid points, drawn in a
+# random order one at a time, keep a request fast; the page joins them into curves.
+AR_POINTS = 40
+START_CONTEXT = 5  # context points of a fresh task
+MODEL_LOCK = threading.Lock()  # one model call at a time: each seeds the global generator
+
+
+def _version(run_dir: Path) -> str:
+    """What identifies the run's current model: the final model, or its latest checkpoint."""
+    if model_dir(run_dir).is_dir():
+        return "final"
+    try:
+        return latest_checkpoint(run_dir).name
+    except Exception:
+        return ""
+
+
+class ServedRun:
+    """A trained (or training) run: ``describe()``, and ``task``, ``predict`` and ``complete`` for
+    the page. ``index`` is the only name requests use for it."""
+
+    def __init__(self, run_dir: str | Path, index: int) -> None:
+        self.run_dir = Path(run_dir)
+        if not (self.run_dir / RUN_CONFIG).is_file():
+            raise ValueError(
+                f"{self.run_dir} is not an npkit run folder (no {RUN_CONFIG}); train one with `npkit train`"
+            )
+        self.index = index
+        config = load_config(self.run_dir / RUN_CONFIG)
+        name, options = split_section(config["data"])
+        self.data_name = name
+        self.sampler = make_sampler(name, **options)
+        self.model = load_trained(self.run_dir)
+        self.model.eval()
+        self.loaded = _version(self.run_dir)
+        self.kind = "image" if isinstance(self.sampler, ImageSampler) else "function"
+        if self.kind == "function" and (self.model.config.x_dim != 1 or self.model.config.y_dim != 1):
+            raise ValueError(
+                f"{self.run_dir}: the 1D page needs x_dim = y_dim = 1, the model has "
+                f"{self.model.config.x_dim} and {self.model.config.y_dim}"
+            )
+
+    # ------------------------------------------------------------------ the run
+
+    def describe(self) -> dict:
+        """What the page shows and checks: names, kind, dimensions, ranges."""
+        cfg = self.model.config
+        out = {
+            "id": self.index,
+            "name": self.run_dir.name,
+            "family": self.model.name,
+            "latent": self.model.is_latent,
+            "kind": self.kind,
+            "data": self.data_name,
+            "x_dim": cfg.x_dim,
+            "y_dim": cfg.y_dim,
+            "likelihood": getattr(cfg, "likelihood", "gaussian"),
+            "checkpoint": self.loaded,
+        }
+        if self.kind == "function":
+            out["x_range"] = list(getattr(self.sampler, "x_range", (-2.0, 2.0)))
+            out["oracle"] = hasattr(self.sampler, "sample_with_truth")
+        else:
+            height, width = self.sampler.shape
+            out.update(height=height, width=width, channels=self.sampler.images.shape[1])
+            out["num_images"] = len(self.sampler.images)
+        return out
+
+    def _current(self):
+        """The model, read again if the run saved a newer one since (call with MODEL_LOCK held)."""
+        version = _version(self.run_dir)
+        if version and version != self.loaded:
+            self.model = load_trained(self.run_dir).eval()
+            self.loaded = version
+        return self.model
+
+    # ------------------------------------------------------------------ 1D functions
+
+    def task(self, seed: int, grid: int = 200) -> dict:
+        """A fresh task of the run's data, from ``seed``: a few context points and the hidden
+        true curve at ``grid`` sorted inputs (GP data: one draw of the generating GP, noise
+        included, with its hyper-parameters for the oracle)."""
+        x, y, gp = self._draw(seed, grid)
+        return {
+            "seed": seed,
+            "context": {"x": x[:START_CONTEXT].tolist(), "y": y[:START_CONTEXT].tolist()},
+            "truth": {"x": x[START_CONTEXT:].tolist(), "y": y[START_CONTEXT:].tolist()},
+            "gp": None
+            if gp is None
+            else {"kernel": gp.kernel, "scale": float(gp.scale[0]), "length": float(gp.length[0])},
+        }
+
+    def _draw(self, seed: int, grid: int) -> tuple[Tensor, Tensor, TrueGP | None]:
+        """x [START_CONTEXT + grid] (the context, then the sorted grid), y alike, and the GP."""
+        generator = torch.Generator().manual_seed(seed)
+        sampler = self.sampler
+        if isinstance(sampler, FunctionSampler):
+            low, high = sampler.x_range
+            xc = low + (high - low) * torch.rand(START_CONTEXT, generator=generator, dtype=torch.float64)
+            xs = torch.cat([xc, torch.linspace(low, high, grid, dtype=torch.float64)])
+            y, gp = sampler.functions(xs.view(1, -1, 1), generator)
+            return xs, y.view(-1), gp if isinstance(gp, TrueGP) else None
+        batch = sampler.sample(1, generator)  # own data: its points are the truth
+        order = batch.xt[0, :, 0].argsort()
+        x = torch.cat([batch.xc[0, :, 0], batch.xt[0, order, 0]]).double()
+        y = torch.cat([batch.yc[0, :, 0], batch.yt[0, order, 0]]).double()
+        return x, y, None
+
+    def predict(self, seed: int, xc: list[float], yc: list[float], grid: int, num_samples: int) -> dict:
+        """The predictive at ``grid`` inputs over the run's x range given the context (lists of
+        numbers): mean, std, ``num_samples`` function draws (latent z, or autoregressive draws at
+        AR_POINTS inputs for deterministic models), the oracle on the same context (GP data), the
+        log-likelihood per point of the hidden true curve of task ``seed``, and for latent models
+        the posterior std of z and the KL that ``npkit diagnose`` reports."""
+        with MODEL_LOCK, torch.no_grad():
+            model = self._current()
+            torch.manual_seed(seed)
+            dtype = next(model.parameters()).dtype
+            low, high = getattr(self.sampler, "x_range", (-2.0, 2.0))
+            xq = torch.linspace(low, high, grid, dtype=torch.float64)
+            as_input = lambda v: torch.as_tensor(v, dtype=torch.float64).view(1, -1, 1)
+            ctx_x, ctx_y = as_input(xc), as_input(yc)
+            x_true, y_true, gp = self._draw(seed, grid)
+            x_true, y_true = x_true[START_CONTEXT:].view(1, -1, 1), y_true[START_CONTEXT:].view(1, -1, 1)
+            pred = predict(model, ctx_x.to(dtype), ctx_y.to(dtype), xq.view(1, -1, 1).to(dtype), num_samples=50)
+            truth = predict(model, ctx_x.to(dtype), ctx_y.to(dtype), x_true.to(dtype), num_samples=50)
+            out = {
+                "x": xq.tolist(),
+                "mean": pred.mean.view(-1).tolist(),
+                "std": pred.stddev.view(-1).tolist(),
+                "truth_ll": truth.log_prob(y_true.to(dtype)).mean().item(),
+                "samples": self._samples(model, ctx_x.to(dtype), ctx_y.to(dtype), xq, num_samples, low, high),
+                "oracle": None,
+                "collapse": None,
+            }
+            if gp is not None:
+                mvn = gp_posterior(gp, ctx_x, ctx_y, xq.view(1, -1, 1))
+                oracle_truth = gp_posterior(gp, ctx_x, ctx_y, x_true)
+                point = torch.distributions.Normal(oracle_truth.mean, oracle_truth.variance.sqrt())
+                out["oracle"] = {
+                    "mean": mvn.mean.view(-1).tolist(),
+                    "std": mvn.variance.sqrt().view(-1).tolist(),
+                    "truth_ll": point.log_prob(y_true.view(1, -1)).mean().item(),
+                }
+            if model.is_latent:
+                out["collapse"] = self._collapse(model, ctx_x.to(dtype), ctx_y.to(dtype), x_true, y_true, dtype)
+            return out
+
+    def _samples(self, model, xc: Tensor, yc: Tensor, xq: Tensor, num_samples: int, low: float, high: float) -> dict:
+        """Function draws {"x": inputs, "y": [S][inputs]} (none when num_samples is 0)."""
+        if num_samples == 0:
+            return {"x": [], "y": []}
+        dtype = xc.dtype
+        if model.is_latent:
+            draws = model(xc, yc, xq.view(1, -1, 1).to(dtype), num_samples=num_samples).mean  # [S, 1, G, 1]
+            return {"x": xq.tolist(), "y": draws.view(num_samples, -1).tolist()}
+        xs = low + (high - low) * torch.rand(AR_POINTS, dtype=torch.float64)  # a random order (seeded)
+        draws = ar_sample(model, xc, yc, xs.view(1, -1, 1).to(dtype), num_samples=num_samples)  # [S, 1, P, 1]
+        order = xs.argsort()
+        return {"x": xs[order].tolist(), "y": draws.view(num_samples, -1)[:, order].tolist()}
+
+    def _collapse(self, model, xc: Tensor, yc: Tensor, x_true: Tensor, y_true: Tensor, dtype) -> dict:
+        """Posterior std of z given the context (mean over dimensions) and KL(q(z | C ∪ truth) ||
+        q(z | C)) in nats: how much the hidden curve would still move z."""
+        q_context = model.posterior(xc, yc)
+        q_full = model.posterior(torch.cat([xc, x_true.to(dtype)], 1), torch.cat([yc, y_true.to(dtype)], 1))
+        kl = kl_per_dim(q_full, q_context, q_full.sample((64,))).sum(-1)
+        return {"posterior_std": q_context.stddev.mean().item(), "kl": kl.item()}
+
+    # ------------------------------------------------------------------ images
+
+    def image(self, index: int) -> dict:
+        """Test image ``index`` of the run's data: pixel values [H * W][C] in [0, 1]."""
+        picture = self.sampler.images[index]  # [C, H, W]
+        return {"index": index, "pixels": picture.flatten(1).T.tolist()}
+
+    def complete(self, index: int, revealed: list[int], num_samples: int, seed: int) -> dict:
+        """Image ``index`` completed from its ``revealed`` pixels (row-major indices): the
+        predictive mean and std at every pixel, [H * W][C] in [0, 1] units, and ``num_samples``
+        draws (latent models: one z each, their mean image; deterministic: per-pixel draws)."""
+        with MODEL_LOCK, torch.no_grad():
+            model = self._current()
+            torch.manual_seed(seed)
+            sampler = self.sampler
+            height, width = sampler.shape
+            picture = sampler.images[index].flatten(1).T  # [HW, C]
+            coords = pixel_grid(height, width, sampler.coords)  # [HW, 2]
+            shift = 0.5 if sampler.values == "centered" else 0.0
+            ids = torch.as_tensor(revealed, dtype=torch.long)
+            xc, yc = coords[ids].unsqueeze(0), (picture[ids] - shift).unsqueeze(0)
+            pred = predict(
+                model, xc, yc, coords.unsqueeze(0), num_samples=max(num_samples, 1) if model.is_latent else 50
+            )
+            out = {
+                "mean": (pred.mean[0] + shift).clamp(0, 1).tolist(),
+                "std": pred.stddev[0].tolist(),
+                "samples": [],
+            }
+            if num_samples:
+                if model.is_latent:
+                    draws = model(xc, yc, coords.unsqueeze(0), num_samples=num_samples).mean[:, 0]  # [S, HW, C]
+                else:
+                    draws = pred.sample((num_samples,))[:, 0]
+                out["samples"] = (draws + shift).clamp(0, 1).tolist()
+            return out
