@@ -21,6 +21,9 @@ from npkit.explore.app import create_app
 
 TINY = ["model.hidden_dim=16", "model.r_dim=16", "train.steps=3", "train.progress=false", "train.eval_every=null"]
 LATENT = [*TINY, "model.z_dim=8", "model.attention_layers=0"]
+# a TNP-D that learns in 1,500 steps (~15 s) to narrow its band where a point is added (the browser test)
+LEARNT = [*TINY, "model.hidden_dim=32", "model.r_dim=32", "model.transformer_layers=2", "model.num_heads=2"]
+LEARNT += ["train.steps=1500", "train.lr=0.002"]
 
 
 def train(run_dir, preset, sets):
@@ -29,13 +32,13 @@ def train(run_dir, preset, sets):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A latent ANP and a mixture-head TNP-D on gp1d, a CNP on the 8x8 digits."""
+    """A mixture-head TNP-D and a latent ANP on gp1d, a CNP on the 8x8 digits."""
     root = tmp_path_factory.mktemp("explore")
     torch.manual_seed(0)
+    train(root / "tnpd", "gp1d-tnpd-mixture", LEARNT)
     train(root / "anp", "gp1d-anp", LATENT)
-    train(root / "tnpd", "gp1d-tnpd-mixture", [*TINY, "model.transformer_layers=1", "model.num_heads=2"])
-    train(root / "digits", "digits-cnp", TINY)
-    return [root / "anp", root / "tnpd", root / "digits"]
+    train(root / "digits", "digits-cnp", [*TINY, "train.steps=500", "train.lr=0.002"])  # sees its context
+    return [root / "tnpd", root / "anp", root / "digits"]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +71,8 @@ def test_runs_describe_every_run_with_its_kind(client):
     runs = client.get("/api/runs").json()
     assert runs["max_points"] == 50
     kinds = [(r["family"], r["kind"], r["latent"]) for r in runs["runs"]]
-    assert kinds == [("anp", "function", True), ("tnpd", "function", False), ("cnp", "image", False)]
-    assert runs["runs"][0]["oracle"] and runs["runs"][1]["likelihood"] == "mixture"
+    assert kinds == [("tnpd", "function", False), ("anp", "function", True), ("cnp", "image", False)]
+    assert runs["runs"][1]["oracle"] and runs["runs"][0]["likelihood"] == "mixture"
     assert runs["runs"][2]["height"] == runs["runs"][2]["width"] == 8
     assert all("/" not in r["name"] for r in runs["runs"])  # names, never paths
 
@@ -93,10 +96,10 @@ def test_predict_returns_the_band_samples_oracle_and_the_hidden_curves_likelihoo
     # the oracle's std shrinks to the noise at a context point (x = 0) and grows far from it
     near = min(range(50), key=lambda i: abs(out["x"][i]))
     assert oracle["std"][near] < oracle["std"][0]
-    if run == 0:  # latent: the collapse view
+    if run == 1:  # latent: the collapse view
         assert out["collapse"]["posterior_std"] > 0 and out["collapse"]["kl"] >= -1e-6
     else:
-        assert out["collapse"] is None and len(out["samples"]["x"]) == 40  # autoregressive draws
+        assert out["collapse"] is None and len(out["samples"]["x"]) == 30  # autoregressive draws
     empty = client.post("/api/predict", json=predict_body(run=run, context={"x": [], "y": []}, num_samples=0)).json()
     assert empty["samples"] == {"x": [], "y": []} and len(empty["mean"]) == 50
 
@@ -178,3 +181,132 @@ def test_a_folder_that_is_not_a_run_is_refused_naming_it(tmp_path, capsys):
         create_app([tmp_path])
     assert main(["explore", str(tmp_path), "--port", "1"]) == 2
     assert "is not an npkit run folder" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- a real browser
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium driven by Selenium (Debian's chromium and chromium-driver; .ci/run installs
+    them). Skipped where they are missing, unless NPKIT_REQUIRE_BROWSER=1 (CI)."""
+    import os
+    from pathlib import Path
+
+    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+        if os.environ.get("NPKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"NPKIT_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing")
+        pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    flags = "--headless=new --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-dev-shm-usage"
+    flags += " --disable-background-networking --disable-component-update --disable-sync --window-size=1280,1000"
+    for flag in flags.split():
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    """The app on a free loopback port, served by uvicorn in a thread (as ``npkit explore`` does);
+    NPKIT_EXPLORE_RUNS (run folders, ':'-separated) serves those instead, e.g. for screenshots."""
+    import os
+    import threading
+    import time
+
+    import uvicorn
+
+    from npkit.explore import free_port
+
+    served = os.environ.get("NPKIT_EXPLORE_RUNS")
+    port = free_port("127.0.0.1")
+    app = create_app(served.split(":") if served else runs)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if uv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    uv.should_exit = True
+    thread.join(10)
+
+
+def settled(driver, condition: str, timeout: float = 90.0):
+    """Wait until the page's JS ``condition`` holds and no prediction is in flight."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    idle = "const s = window.npkitExplore; return s && !s.pending && !s.image.pending && (" + condition + ");"
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(idle), f"the page never reached: {condition}")
+
+
+def band_height_at(driver, run: int, px: float) -> float:
+    """Height in pixels of run ``run``'s drawn 2-std band at horizontal pixel ``px`` (the polygon
+    holds the upper edge left to right, then the lower edge right to left)."""
+    points = driver.find_element("css selector", f'polygon.band[data-run="{run}"]').get_attribute("points")
+    xy = [tuple(map(float, p.split(","))) for p in points.split()]
+    upper, lower = xy[: len(xy) // 2], xy[len(xy) // 2 :][::-1]
+    i = min(range(len(upper)), key=lambda k: abs(upper[k][0] - px))
+    return lower[i][1] - upper[i][1]
+
+
+def screenshot(driver, name: str) -> None:
+    """Save a screenshot into $NPKIT_SCREENSHOTS (the README's figures come from here)."""
+    import os
+    from pathlib import Path
+
+    folder = os.environ.get("NPKIT_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / name))
+
+
+def test_clicking_on_the_plot_adds_a_point_and_the_band_narrows_there(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get(server)
+    settled(browser, "document.body.dataset.ready === 'true' && Object.keys(s.predictions).length > 0")
+    state = browser.execute_script("const s = window.npkitExplore; return [s.predictions[0], s.points.length];")
+    prediction, before_points = state
+    widest = max(range(len(prediction["std"])), key=lambda i: prediction["std"][i])  # far from the context
+    px = browser.execute_script(f"return sx({prediction['x'][widest]});")
+    py = browser.execute_script(f"return sy({prediction['mean'][widest]});")
+    before = band_height_at(browser, 0, px)
+    plot = browser.find_element("id", "plot")
+    size = plot.size
+    offset = (px - size["width"] / 2, py - size["height"] / 2)  # Selenium's offsets are from the centre
+    ActionChains(browser).move_to_element_with_offset(plot, *offset).click().perform()
+    settled(browser, f"s.points.length === {before_points + 1} && !s.again")
+    after = band_height_at(browser, 0, px)
+    assert after < 0.7 * before, f"the band at the clicked x went from {before:.1f} to {after:.1f} px"
+    screenshot(browser, "explore-1d.png")
+
+
+def test_image_mode_reveals_pixels_and_updates_the_completion(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get(server)
+    settled(browser, "document.body.dataset.ready === 'true' && s.image.last !== undefined")
+    browser.find_element("css selector", '#modes button[data-mode="image"]').click()
+    mean = lambda: browser.execute_script("return document.getElementById('mean').toDataURL();")
+    blank = mean()
+    browser.find_element("id", "reveal-count").clear()
+    browser.find_element("id", "reveal-count").send_keys("20")
+    browser.find_element("id", "reveal").click()
+    settled(browser, "s.image.revealed.size === 20 && s.image.last && !s.image.again")
+    revealed = mean()
+    assert revealed != blank  # the completion changed with the revealed pixels
+    observed = browser.find_element("id", "observed")
+    ActionChains(browser).move_to_element(observed).click_and_hold().move_by_offset(30, 0).release().perform()
+    settled(browser, "s.image.revealed.size > 20 && !s.image.again")
+    assert mean() != revealed  # painting reveals more pixels, and the mean follows
+    screenshot(browser, "explore-image.png")

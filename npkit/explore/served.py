@@ -26,7 +26,7 @@ from npkit.runs import RUN_CONFIG, latest_checkpoint, load_trained, model_dir
 
 # Function draws of a deterministic model are autoregressive: this many grid points, drawn in a
 # random order one at a time, keep a request fast; the page joins them into curves.
-AR_POINTS = 40
+AR_POINTS = 30
 START_CONTEXT = 5  # context points of a fresh task
 MODEL_LOCK = threading.Lock()  # one model call at a time: each seeds the global generator
 

@@ -56,23 +56,28 @@ async function newTask() {
 }
 
 async function update() {
-  // one round of predictions at a time; changes made meanwhile trigger one more round
+  // one round of predictions at a time (the band first, then the samples); changes made
+  // meanwhile trigger one more round
   if (state.pending) { state.again = true; return; }
   state.pending = true;
   const id = ++state.requestId;
-  const body = (run) => ({
-    run: run.id, seed: state.seed, grid: 200, num_samples: Number(document.getElementById("samples").value),
+  const body = (run, samples) => ({
+    run: run.id, seed: state.seed, grid: 200, num_samples: samples,
     context: { x: state.points.map((p) => p.x), y: state.points.map((p) => p.y) },
   });
   const t0 = performance.now();
   try {
     const chosen = functionRuns().filter((r) => state.selected.has(r.id));
-    const results = await Promise.all(chosen.map((run) => api("/api/predict", body(run))));
-    if (id === state.requestId) {
+    const round = async (samples) => {
+      const results = await Promise.all(chosen.map((run) => api("/api/predict", body(run, samples))));
+      if (id !== state.requestId) return;
       state.predictions = Object.fromEntries(chosen.map((run, i) => [run.id, results[i]]));
       draw();
-      setStatus(`${state.points.length} context points · ${(performance.now() - t0).toFixed(0)} ms`);
-    }
+    };
+    await round(0);
+    setStatus(`${state.points.length} context points · band in ${(performance.now() - t0).toFixed(0)} ms`);
+    const samples = Number(document.getElementById("samples").value);
+    if (samples > 0 && !state.again) await round(samples);
   } catch (err) {
     setStatus(`error: ${err.message}`);
   } finally {
@@ -176,14 +181,15 @@ function removePoint(i) {
 
 function imageRun() { return state.runs.find((r) => r.id === state.image.run); }
 
-function paint(canvas, values, scale, channels, transform) {
+// values [pixels][channels]; transform(value, i) gives [gray] or [r, g, b] in [0, 1], or null to skip
+function paint(canvas, values, scale, transform) {
   const run = imageRun(), ctx = canvas.getContext("2d");
   canvas.width = run.width * scale; canvas.height = run.height * scale;
   canvas.style.width = `${run.width * scale}px`;
   for (let i = 0; i < run.height * run.width; i++) {
     const v = transform(values[i], i);
     if (v === null) continue;
-    const rgb = channels === 1 ? [v[0], v[0], v[0]] : v;
+    const rgb = v.length === 1 ? [v[0], v[0], v[0]] : v;
     ctx.fillStyle = `rgb(${rgb.map((c) => Math.round(255 * Math.min(1, Math.max(0, c)))).join(",")})`;
     ctx.fillRect((i % run.width) * scale, Math.floor(i / run.width) * scale, scale, scale);
   }
@@ -193,7 +199,7 @@ function scaleOf(run) { return Math.max(4, Math.floor(224 / Math.max(run.width, 
 
 function drawObserved() {
   const run = imageRun(), canvas = document.getElementById("observed");
-  paint(canvas, state.image.pixels, scaleOf(run), run.channels, (v, i) => (state.image.revealed.has(i) ? v : [0.2, 0.3, 0.75]));
+  paint(canvas, state.image.pixels, scaleOf(run), (v, i) => (state.image.revealed.has(i) ? v : [0.2, 0.3, 0.75]));
 }
 
 async function loadImage() {
@@ -215,15 +221,15 @@ async function complete() {
       run: run.id, index: state.image.index, revealed: [...state.image.revealed], num_samples: 3, seed: 0,
     });
     const scale = scaleOf(run);
-    paint(document.getElementById("mean"), result.mean, scale, run.channels, (v) => v);
+    paint(document.getElementById("mean"), result.mean, scale, (v) => v);
     const top = Math.max(1e-6, ...result.std.map((s) => Math.max(...s)));
-    paint(document.getElementById("std"), result.std, scale, run.channels, (v) => v.map((s) => s / top));
+    paint(document.getElementById("std"), result.std, scale, (v) => v.map((s) => s / top));
     const holder = document.getElementById("sample-panels");
     holder.replaceChildren(...result.samples.map((sample, k) => {
       const figure = document.createElement("figure"), canvas = document.createElement("canvas");
       canvas.className = "sample";
       figure.append(canvas, Object.assign(document.createElement("figcaption"), { textContent: `sample ${k + 1}` }));
-      paint(canvas, sample, scale, run.channels, (v) => v);
+      paint(canvas, sample, scale, (v) => v);
       return figure;
     }));
     state.image.last = result;
