@@ -28,6 +28,7 @@ from npkit.runs import RUN_CONFIG, latest_checkpoint, load_trained, model_dir
 # random order one at a time, keep a request fast; the page joins them into curves.
 AR_POINTS = 30
 START_CONTEXT = 5  # context points of a fresh task
+MARGINAL_SAMPLES = 32  # latent models: z samples of the per-point predictive (band, log-likelihood)
 MODEL_LOCK = threading.Lock()  # one model call at a time: each seeds the global generator
 
 
@@ -148,13 +149,16 @@ class ServedRun:
             ctx_x, ctx_y = as_input(xc), as_input(yc)
             x_true, y_true, gp = self._draw(seed, grid)
             x_true, y_true = x_true[START_CONTEXT:].view(1, -1, 1), y_true[START_CONTEXT:].view(1, -1, 1)
-            pred = predict(model, ctx_x.to(dtype), ctx_y.to(dtype), xq.view(1, -1, 1).to(dtype), num_samples=50)
-            truth = predict(model, ctx_x.to(dtype), ctx_y.to(dtype), x_true.to(dtype), num_samples=50)
+            # one forward pass for the plotted inputs and the hidden curve's (the same z for both)
+            queries = torch.cat([xq.view(1, -1, 1), x_true], 1).to(dtype)
+            both = predict(model, ctx_x.to(dtype), ctx_y.to(dtype), queries, num_samples=MARGINAL_SAMPLES)
+            mean, std = both.mean.view(-1), both.stddev.view(-1)
+            truth_ll = both.log_prob(torch.cat([torch.zeros(1, grid, 1, dtype=dtype), y_true.to(dtype)], 1))[0, grid:]
             out = {
                 "x": xq.tolist(),
-                "mean": pred.mean.view(-1).tolist(),
-                "std": pred.stddev.view(-1).tolist(),
-                "truth_ll": truth.log_prob(y_true.to(dtype)).mean().item(),
+                "mean": mean[:grid].tolist(),
+                "std": std[:grid].tolist(),
+                "truth_ll": truth_ll.mean().item(),
                 "samples": self._samples(model, ctx_x.to(dtype), ctx_y.to(dtype), xq, num_samples, low, high),
                 "oracle": None,
                 "collapse": None,
