@@ -379,3 +379,17 @@ def test_eval_adds_the_bayes_optimal_gp_on_request(tmp_path):
     assert math.isfinite(bayes["tar_ll_gaussian"]) and bayes["tar_ll_gaussian"] != bayes["tar_ll"]
     assert bayes["tar_ll"] != oracle["tar_ll"] and bayes["num_tasks"] == oracle["num_tasks"]
     assert "GP Bayes [periodic]" not in saved["results"]  # no converged quadrature for periodic kernels
+
+
+def test_python_dash_m_npkit_is_the_npkit_command():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "npkit", "train", "no-such-preset", "--run-dir", "X"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "npkit train: error: no config file or preset named 'no-such-preset'" in result.stderr
