@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution
 
 from npkit.data.arrays import GroupedTasks, as_rows, bad_rows, check_rows
 from npkit.files import read_json, write_json
 from npkit.models import build_model
-from npkit.predictive import SampleMixture, sample_functions
+from npkit.predictive import Rescaled, SampleMixture, sample_functions
 from npkit.runs import CheckpointError, load_model, save_model
 
 FORMAT = "npkit-regressor"
@@ -113,10 +113,8 @@ class NPRegressor(BaseEstimator):
         torch.manual_seed(self.seed)
         options = {**(self.model_options or {}), "x_dim": self.n_features_in_, "y_dim": self.y_dim_}
         self.model_ = build_model(self.model, **options)
-        if self.model_.config.likelihood != "gaussian":
-            raise ValueError(
-                f"NPRegressor needs model_options likelihood='gaussian', got {self.model_.config.likelihood!r}"
-            )
+        if self.model_.config.likelihood == "bernoulli":  # standardised outputs are real numbers
+            raise ValueError("NPRegressor needs a continuous likelihood (gaussian, mixture, student_t), not bernoulli")
         self.history_ = fit(
             self.model_,
             tasks,
@@ -144,9 +142,8 @@ class NPRegressor(BaseEstimator):
         xc, yc, xt = self._task(X, context)
         with torch.no_grad(), _seeded(self.seed):
             pred = self.model_(xc, yc, xt, **({"num_samples": self.num_samples} if self.model_.is_latent else {}))
-        loc, scale = self._unscale_normal(pred.mean, pred.stddev)  # [S,] 1, n, y_dim
-        loc, scale = loc.squeeze(-3), scale.squeeze(-3)
-        dist = Normal(loc[..., 0], scale[..., 0]) if self.y_vector_ else Independent(Normal(loc, scale), 1)
+        loc, scale = (torch.tensor(self.scaling_[k], dtype=torch.float64) for k in ("y_mean", "y_std"))
+        dist = Rescaled(pred, loc, scale, squeeze_event=self.y_vector_)  # the model's head, in y's units
         return SampleMixture(dist) if self.model_.is_latent else dist
 
     def sample(self, X, context=None, num_samples: int = 10, noise: bool = False, seed: int | None = None) -> Tensor:
@@ -210,10 +207,6 @@ class NPRegressor(BaseEstimator):
     def _unscale_y(self, y: Tensor) -> Tensor:
         mean, std = (torch.tensor(self.scaling_[k], dtype=torch.float64) for k in ("y_mean", "y_std"))
         return mean + std * y.double()
-
-    def _unscale_normal(self, loc: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-        std = torch.tensor(self.scaling_["y_std"], dtype=torch.float64)
-        return self._unscale_y(loc), std * scale.double()
 
     def _task(self, X, context) -> tuple[Tensor, Tensor, Tensor]:
         """Scaled xc [1, Nc, x_dim], yc [1, Nc, y_dim], xt [1, n, x_dim] in the model's dtype."""

@@ -72,6 +72,56 @@ class SampleMixture(Distribution):
         return event_cdf(self.components, value).mean(0)
 
 
+class Rescaled(Distribution):
+    """y = loc + scale * u with u ~ ``base``: a predictive in other units, for any likelihood.
+
+    ``base`` has batch [..., 1, N] (one task) and event [Dy]; ``loc`` and ``scale`` are [Dy].
+    The result has batch [..., N] (the task axis dropped) and event [Dy], or event [] when
+    ``squeeze_event`` (Dy = 1: y given as a vector). Exact: ``log_prob`` is the base's at the
+    standardised value minus sum log scale, whatever the base (Normal, mixture, Student-t).
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, base: Distribution, loc: Tensor, scale: Tensor, squeeze_event: bool = False) -> None:
+        if len(base.batch_shape) < 2 or base.batch_shape[-2] != 1:
+            raise ValueError(f"base needs batch [..., 1, N] (one task), got {tuple(base.batch_shape)}")
+        self.base, self.loc, self.scale, self.squeeze_event = base, loc.double(), scale.double(), squeeze_event
+        event = torch.Size() if squeeze_event else base.event_shape
+        super().__init__(base.batch_shape[:-2] + base.batch_shape[-1:], event, validate_args=False)
+
+    def _out(self, u: Tensor) -> Tensor:
+        """Base-shaped [..., 1, N, Dy] standardised values -> [..., N(, Dy)] in y's units."""
+        y = self.loc + self.scale * u.double().squeeze(-3)
+        return y[..., 0] if self.squeeze_event else y
+
+    def _standardised(self, value: Tensor) -> Tensor:
+        """[..., N(, Dy)] values in y's units -> [..., 1, N, Dy] for the base."""
+        value = value.unsqueeze(-1) if self.squeeze_event else value
+        return ((value.double() - self.loc) / self.scale).unsqueeze(-3)
+
+    @property
+    def mean(self) -> Tensor:
+        return self._out(self.base.mean)
+
+    @property
+    def variance(self) -> Tensor:
+        var = self.scale**2 * self.base.variance.double().squeeze(-3)
+        return var[..., 0] if self.squeeze_event else var
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        return self.base.log_prob(self._standardised(value)).squeeze(-2) - self.scale.log().sum()
+
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+        return self._out(self.base.sample(torch.Size(sample_shape)))
+
+    def cdf(self, value: Tensor) -> Tensor:
+        """Per-dimension CDF in y's units (the base's at the standardised value)."""
+        u = event_cdf(self.base, self._standardised(value)).squeeze(-3)
+        return u[..., 0] if self.squeeze_event else u
+
+
 def event_cdf(dist: Distribution, value: Tensor) -> Tensor:
     """Per-dimension CDF of ``value`` under ``dist`` (``Independent`` wrappers looked through):
     shape batch + event. Raises ``NotImplementedError`` for distributions without a CDF."""

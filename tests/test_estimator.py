@@ -14,11 +14,11 @@ SMALL = {"hidden_dim": 16, "r_dim": 16, "z_dim": 8, "encoder_layers": 2, "decode
 OPTIONS = dict(steps=6, batch_size=4, lr=1e-3, num_samples=4, progress=False, num_context=(2, 10), num_target=(1, 10))
 
 
-def regressor(model: str = "anp", **options) -> NPRegressor:
+def regressor(model: str = "anp", model_options: dict | None = None, **options) -> NPRegressor:
     small = {k: v for k, v in SMALL.items() if model in ("anp", "np", "lnp") or k not in ("z_dim", "num_heads")}
     if model != "anp":
         small.pop("num_heads", None)
-    return NPRegressor(model, model_options=small, **{**OPTIONS, **options})
+    return NPRegressor(model, model_options={**small, **(model_options or {})}, **{**OPTIONS, **options})
 
 
 def curves(num_groups: int = 8, points: int = 15, seed: int = 0):
@@ -94,21 +94,41 @@ def test_sklearn_clone_copies_the_parameters_not_the_fit(fitted):
         copy.predict(np.zeros((2, 1)))
 
 
-def test_predictions_follow_the_units_of_the_data():
-    """The same data in other units (x in ms and shifted, y times 1000 plus 5000) trains the same
-    model on the same standardised tasks: the predictive moves with the units."""
+@pytest.mark.parametrize("head", ["gaussian", "mixture"])
+def test_predictions_follow_the_units_of_the_data(head):
+    """The same data in other units (x in ms and shifted, y times 30 plus 5000: x and y scaled
+    differently, so un-scaling y with x's factor fails) trains the same model on the same
+    standardised tasks: the predictive moves with y's units, exactly for any predictive head."""
     X, y, groups = curves()
-    a = regressor("cnp").fit(X, y, groups=groups)
-    b = regressor("cnp").fit(1000 * X - 7, 1000 * y + 5000, groups=groups)
+    a = regressor("cnp", {"likelihood": head}).fit(X, y, groups=groups)
+    b = regressor("cnp", {"likelihood": head}).fit(1000 * X - 7, 30 * y + 5000, groups=groups)
     pa = a.predict(X[6:15], context=(X[:6], y[:6]))
-    pb = b.predict(1000 * X[6:15] - 7, context=(1000 * X[:6] - 7, 1000 * y[:6] + 5000))
-    assert torch.allclose(pb.mean, 1000 * pa.mean + 5000, rtol=1e-5)
-    assert torch.allclose(pb.stddev, 1000 * pa.stddev, rtol=1e-4)
+    pb = b.predict(1000 * X[6:15] - 7, context=(1000 * X[:6] - 7, 30 * y[:6] + 5000))
+    assert torch.allclose(pb.mean, 30 * pa.mean + 5000, rtol=1e-5)
+    assert torch.allclose(pb.stddev, 30 * pa.stddev, rtol=1e-4)
     assert torch.allclose(
-        pb.log_prob(1000 * torch.as_tensor(y[6:15]) + 5000),
-        pa.log_prob(torch.as_tensor(y[6:15])) - np.log(1000),
+        pb.log_prob(30 * torch.as_tensor(y[6:15]) + 5000),
+        pa.log_prob(torch.as_tensor(y[6:15])) - np.log(30),
         atol=1e-4,
     )
+    assert torch.allclose(pb.cdf(30 * torch.as_tensor(y[6:15]) + 5000), pa.cdf(torch.as_tensor(y[6:15])), atol=1e-5)
+
+
+def test_a_mixture_head_keeps_its_exact_predictive_in_the_users_units():
+    """With likelihood="mixture", predict is the model's mixture rescaled, not a Gaussian with
+    its moments: log p(y) = log p_model((y - mean_y) / std_y) - log std_y."""
+    X, y, groups = curves()
+    est = regressor("cnp", {"likelihood": "mixture", "mixture_components": 3}).fit(X, y, groups=groups)
+    pred = est.predict(X[6:15], context=(X[:6], y[:6]))
+    xc, yc, xt = est._task(X[6:15], (X[:6], y[:6]))
+    with torch.no_grad():
+        own = est.model_(xc, yc, xt)
+    mean, std = est.scaling_["y_mean"][0], est.scaling_["y_std"][0]
+    target = torch.as_tensor(y[6:15])
+    expected = own.log_prob(((target - mean) / std).view(1, -1, 1).float())[0].double() - np.log(std)
+    assert torch.allclose(pred.log_prob(target), expected, atol=1e-5)
+    moment_matched = torch.distributions.Normal(pred.mean, pred.stddev).log_prob(target)
+    assert (pred.log_prob(target) - moment_matched).abs().max() > 1e-3  # not a Gaussian
 
 
 def test_vector_and_column_outputs():
