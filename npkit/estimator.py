@@ -94,6 +94,8 @@ class NPRegressor(BaseEstimator):
             raise ValueError(f"train_options {sorted(clash)} are NPRegressor parameters: set them there")
         X, y_rows = as_rows("X", X), as_rows("y", y)
         observed = check_rows(X, y_rows, self.missing)
+        if not observed.any():
+            raise ValueError(f"y has no observed row: all {len(y_rows)} are missing (NaN)")
         self.n_features_in_, self.y_dim_, self.y_vector_ = X.shape[1], y_rows.shape[1], np.ndim(y) == 1
         self.scaling_ = {
             "x_mean": X[observed].mean(0).tolist(),
@@ -219,7 +221,7 @@ class NPRegressor(BaseEstimator):
                 raise ValueError(
                     f"context must be a pair (Xc, yc) of observed rows or None, got {type(context).__name__}"
                 )
-            xc, yc = self._rows("context X", context[0]), as_rows("context y", context[1])
+            xc, yc = self._rows("context X", context[0], True), as_rows("context y", context[1], allow_empty=True)
             if yc.shape[1] != self.y_dim_:
                 raise ValueError(f"context y must have {self.y_dim_} output(s) per row, got {yc.shape[1]}")
             observed = check_rows(xc, yc, self.missing)
@@ -228,8 +230,8 @@ class NPRegressor(BaseEstimator):
         as_task = lambda rows: torch.as_tensor(rows, dtype=dtype).unsqueeze(0)
         return as_task(self._scale("x", xc)), as_task(self._scale("y", yc)), as_task(self._scale("x", xt))
 
-    def _rows(self, name: str, X) -> np.ndarray:
-        rows = as_rows(name, X)
+    def _rows(self, name: str, X, allow_empty: bool = False) -> np.ndarray:
+        rows = as_rows(name, X, allow_empty=allow_empty)
         if rows.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"{name} must have {self.n_features_in_} feature(s) per row (as in fit), got {rows.shape[1]}"

@@ -1,6 +1,8 @@
 """NPRegressor (npkit.estimator): fit / predict on grouped rows, predictions in the user's units,
 save / load, scikit-learn parameters, missing values, single-series guidance and resume."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -191,3 +193,21 @@ def test_an_interrupted_fit_resumes_from_its_run_dir(tmp_path):
 def test_predict_is_a_torch_distribution(fitted):
     est, (X, _, _) = fitted
     assert isinstance(est.predict(X[:2]), Distribution)
+
+
+def test_empty_or_unobserved_data_is_one_line_naming_it():
+    """No numpy warnings, no traceback from inside a reduction: one ValueError per mistake."""
+    X, y, groups = curves()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"^X is empty \(0 rows\)"):
+            regressor("cnp").fit(np.zeros((0, 1)), np.zeros(0), groups=np.zeros(0))
+        with pytest.raises(ValueError, match=r"^X is empty \(0 rows\)"):
+            regressor("cnp").fit([], [], groups=[])
+        with pytest.raises(ValueError, match="y has no observed row: all 120 are missing"):
+            regressor("cnp", missing="mask").fit(X, np.full_like(y, np.nan), groups=groups)
+        est = regressor("cnp").fit(X, y, groups=groups)
+        with pytest.raises(ValueError, match=r"^X is empty \(0 rows\)"):
+            est.predict(np.zeros((0, 1)))
+        prior = est.predict(X[:3], context=(np.zeros((0, 1)), np.zeros(0)))  # an empty context: the prior
+        assert prior.mean.shape == (3,)

@@ -29,8 +29,9 @@ def bad_rows(bad: np.ndarray) -> str:
     return f"[{', '.join(str(int(r)) for r in rows[:SHOWN_ROWS])}{more}]"
 
 
-def as_rows(name: str, value, vector_ok: bool = True) -> np.ndarray:
-    """``value`` (numpy, torch or nested lists) as float64 [n, dim]; a vector [n] is one column."""
+def as_rows(name: str, value, vector_ok: bool = True, allow_empty: bool = False) -> np.ndarray:
+    """``value`` (numpy, torch or nested lists) as float64 [n, dim]; a vector [n] is one column.
+    No rows is refused (naming ``name``) unless ``allow_empty`` (an empty context)."""
     if isinstance(value, Tensor):
         value = value.detach().cpu().numpy()
     try:
@@ -41,6 +42,8 @@ def as_rows(name: str, value, vector_ok: bool = True) -> np.ndarray:
         array = array[:, None]
     if array.ndim != 2 or array.shape[1] == 0:
         raise ValueError(f"{name} must have shape [n, dim]{' or [n]' if vector_ok else ''}, got {array.shape}")
+    if array.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is empty (0 rows); it needs at least one row of data")
     return array
 
 
