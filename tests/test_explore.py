@@ -277,7 +277,8 @@ def test_clicking_on_the_plot_adds_a_point_and_the_band_narrows_there(browser, s
     settled(browser, "document.body.dataset.ready === 'true' && Object.keys(s.predictions).length > 0")
     state = browser.execute_script("const s = window.npkitExplore; return [s.predictions[0], s.points.length];")
     prediction, before_points = state
-    widest = max(range(len(prediction["std"])), key=lambda i: prediction["std"][i])  # far from the context
+    inside = range(10, len(prediction["std"]) - 10)  # a gap between context points, not the plot's edge
+    widest = max(inside, key=lambda i: prediction["std"][i])
     px = browser.execute_script(f"return sx({prediction['x'][widest]});")
     py = browser.execute_script(f"return sy({prediction['mean'][widest]});")
     before = band_height_at(browser, 0, px)

@@ -146,8 +146,8 @@ function setUpPlot() {
     const index = event.target.dataset ? event.target.dataset.index : undefined;
     if (index !== undefined) { state.dragging = Number(index); return; }
     if (state.points.length >= state.maxPoints) { setStatus(`at most ${state.maxPoints} points`); return; }
-    const [a, b] = xRange(), x = ix(px);
-    if (x < a || x > b) return;
+    if (px < PAD.left - 3 || px > W - PAD.right + 3) return; // in the margin: not on the plot
+    const [a, b] = xRange(), x = Math.min(b, Math.max(a, ix(px)));
     state.points.push({ x, y: iy(py) });
     draw();
     update();
