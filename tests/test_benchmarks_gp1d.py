@@ -56,7 +56,7 @@ def test_per_kernel_table_takes_each_column_from_the_model_trained_on_it(gp1d):
 
 
 def test_a_deterministic_model_without_its_autoregressive_joint_shows_a_dash(gp1d):
-    marginal_only = {k: {"tar_ll": 1.3, "tar_ll_se": 0.01} for k in gp1d.KERNELS}  # --marginal-only
+    marginal_only = {k: {"tar_ll": 1.3, "tar_ll_se": 0.01} for k in gp1d.KERNELS}  # --ar-kernels without values
     assert gp1d.cells_of(marginal_only) == " 1.300 ± 0.010 | - |" * 3
     mean = gp1d.seed_mean([{"scores": marginal_only}] * 2)
     assert gp1d.cells_of(mean) == " 1.300 ± 0.000 | - |" * 3
