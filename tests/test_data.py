@@ -439,3 +439,14 @@ def test_a_kernel_mixture_draws_each_batch_from_one_of_its_kernels_evenly():
     assert make_sampler("gp1d").sample(4, gen(5)).yc.equal(GPSampler().sample(4, gen(5)).yc)  # no mixture: as before
     with pytest.raises(ValueError, match=r"unknown kernel 'cosine'"):
         make_sampler("gp1d", kernels=["rbf", "cosine"])
+
+
+def test_the_sampler_repr_names_a_kernel_mixture_only_when_there_is_one():
+    """The repr identifies the data in checkpoints and cached evaluation sets: runs saved before
+    ``kernels`` existed must resume (the same repr), and a mixture must differ from no mixture."""
+    plain = repr(make_sampler("gp1d"))
+    assert plain == (
+        "GPSampler(x_range=(-2.0, 2.0), num_context=(3, 46), num_target=(3, 49), max_points=49, kernel='rbf', "
+        "scale=(0.1, 1.0), length=(0.1, 0.6), period=(0.1, 0.5), noise_std=0.02)"
+    )
+    assert repr(make_sampler("gp1d", kernels=["rbf", "periodic"])) == plain[:-1] + ", kernels=('rbf', 'periodic'))"

@@ -12,7 +12,7 @@ return covariances [B, N, M]. With d = |x - x'|:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
@@ -90,7 +90,7 @@ class GPSampler(FunctionSampler):
     """
 
     kernel: str = "rbf"
-    kernels: tuple[str, ...] = ()
+    kernels: tuple[str, ...] = field(default=(), repr=False)  # in __repr__ only when set
     scale: tuple[float, float] = (0.1, 1.0)
     length: tuple[float, float] = (0.1, 0.6)
     period: tuple[float, float] = (0.1, 0.5)
@@ -106,6 +106,13 @@ class GPSampler(FunctionSampler):
                 raise ValueError(f"{name} must be a range (low, high) with 0 < low <= high, got {(low, high)}")
         if self.noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+
+    def __repr__(self) -> str:
+        """The dataclass repr, with ``kernels`` only when set: the repr names the data in
+        checkpoints and cached evaluation sets, which stay valid for samplers without it."""
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr]
+        shown += [f"kernels={self.kernels!r}"] if self.kernels else []
+        return f"{type(self).__qualname__}({', '.join(shown)})"
 
     def draw_gp(self, batch_size: int, generator: torch.Generator | None) -> TrueGP:
         kernel = self.kernels[randint(0, len(self.kernels) - 1, generator)] if self.kernels else self.kernel
