@@ -275,6 +275,9 @@ def test_clicking_on_the_plot_adds_a_point_and_the_band_narrows_there(browser, s
 
     browser.get(server)
     settled(browser, "document.body.dataset.ready === 'true' && Object.keys(s.predictions).length > 0")
+    browser.find_elements("css selector", "#function-runs input")[1].click()  # a second model, overlaid
+    settled(browser, "Object.keys(s.predictions).length === 2 && !s.again")
+    assert len(browser.find_elements("css selector", "polygon.band")) == 2
     state = browser.execute_script("const s = window.npkitExplore; return [s.predictions[0], s.points.length];")
     prediction, before_points = state
     inside = range(10, len(prediction["std"]) - 10)  # a gap between context points, not the plot's edge

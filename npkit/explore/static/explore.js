@@ -42,6 +42,14 @@ function el(name, attrs, parent) {
   if (parent) parent.appendChild(node);
   return node;
 }
+function niceTicks(low, high, count) {
+  // multiples of 1, 2 or 5 times a power of ten, about ``count`` of them between low and high
+  const raw = (high - low) / count, power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const ticks = [];
+  for (let t = Math.ceil(low / step) * step; t <= high + 1e-9; t += step) ticks.push(Math.abs(t) < 1e-9 ? 0 : t);
+  return ticks;
+}
 function line(xs, ys) { return xs.map((x, i) => `${sx(x).toFixed(1)},${sy(ys[i]).toFixed(1)}`).join(" "); }
 
 async function newTask() {
@@ -96,9 +104,9 @@ function draw() {
     const x = a + (i / 8) * (b - a);
     el("text", { class: "tick", x: sx(x), y: H - PAD.bottom + 16, "text-anchor": "middle" }, svg).textContent = x.toFixed(1);
   }
-  for (let i = 0; i <= 4; i++) {
-    const y = state.yRange[0] + (i / 4) * (state.yRange[1] - state.yRange[0]);
+  for (const y of niceTicks(state.yRange[0], state.yRange[1], 5)) {
     el("text", { class: "tick", x: PAD.left - 6, y: sy(y) + 4, "text-anchor": "end" }, svg).textContent = y.toFixed(1);
+    el("line", { class: "axis", x1: PAD.left - 3, x2: PAD.left, y1: sy(y), y2: sy(y) }, svg);
   }
   if (state.truth) el("polyline", { class: "truth", points: line(state.truth.x, state.truth.y) }, svg);
   const rows = [];
