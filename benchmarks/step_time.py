@@ -18,8 +18,8 @@ heteroscedastic Gaussian, Adam 3e-4 (npkit: the fused Adam of ``npkit.fit``; the
 Adam, as its training script). ``--bf16`` adds npkit with its forward pass under bfloat16
 autocast (``train.precision=bf16-mixed``: fast where the CPU has bfloat16 matrix units, such as
 AMX; the peer runs float32). ``--compile`` adds npkit with model + objective under
-``torch.compile(dynamic=True)`` (``train.compile=true``), and its compile time: the first step,
-apart from the medians. The peer's models: ``construct_gnp`` (cnp; np with ``dim_lv``)
+``torch.compile(dynamic=True)`` (``train.compile=true``), and its compile time: the first step
+(a cold compile: inductor's cache starts empty), apart from the medians. The peer's models: ``construct_gnp`` (cnp; np with ``dim_lv``)
 and ``construct_agnp`` (canp; anp with ``dim_lv``): cross-attention only, latent path a
 mean-pooled MLP. npkit's attentive models match that with ``attention_layers=0``; rows marked
 ``+self-attn`` add ``--self-attention`` blocks on both paths (Kim et al.'s ANP), which the peer
@@ -35,8 +35,10 @@ so both see the same machine load; medians after 5 warm-up steps; ratio = npkit 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -220,6 +222,8 @@ def main() -> None:
         parser.error(f"--peer compares {sorted(PEER)}, got {args.models}")
 
     torch.set_num_threads(default_threads())
+    if args.compile:  # a cold compile: inductor's on-disk cache of earlier runs would hide its time
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="npkit-inductor-")
     sampler = make_sampler("gp1d-nps" if args.peer else args.preset)
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
