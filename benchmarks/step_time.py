@@ -12,24 +12,25 @@ the targets, as the peer).
 ``--peer``: same tasks (``gp1d-nps``, the same pre-drawn batches in the peer's [batch, dim,
 points] layout), same batch, same width (``hidden_dim`` = ``r_dim`` = ``z_dim`` = the peer's
 ``width`` = ``dim_embedding`` = ``dim_lv``), the peer's default depths (3 encoder and 6 decoder
-hidden layers: npkit's ``encoder_layers=4``, ``decoder_layers=7``, ``latent_head_layers=4``
-linear layers; the parameter counts then agree to 0.1%), targets scored with a
-heteroscedastic Gaussian, Adam 3e-4 (npkit: the fused Adam of ``npkit.fit``; the peer: torch's
-Adam, as its training script). ``--bf16`` adds npkit with its forward pass under bfloat16
-autocast (``train.precision=bf16-mixed``: fast where the CPU has bfloat16 matrix units, such as
-AMX; the peer runs float32). ``--compile`` adds npkit with model + objective under
-``torch.compile(dynamic=True)`` (``train.compile=true``), and its compile time: the first step
-(a cold compile: inductor's cache starts empty), apart from the medians. The peer's models: ``construct_gnp`` (cnp; np with ``dim_lv``)
-and ``construct_agnp`` (canp; anp with ``dim_lv``): cross-attention only, latent path a
-mean-pooled MLP. npkit's attentive models match that with ``attention_layers=0``; rows marked
-``+self-attn`` add ``--self-attention`` blocks on both paths (Kim et al.'s ANP), which the peer
-has not. ``--models convcnp``: the peer's ``construct_convgnp`` with its default UNet (6 stride-2
-layers of kernel 5, ``width`` channels; 64 points per unit, margin 0.1) against npkit's convcnp of
-the same layout (``r_dim`` = width, a linear head) whose grid also covers x_range [-2, 2], the
-gp1d-nps inputs, since npkit encodes the context before it sees targets (the peer grids context
-∪ targets); both 320 grid points here. Latent models train on the same objective: log of the mean likelihood over
-``--samples`` z ~ p(z | C) (npkit ``ml``, the peer's ``loglik``). Steps alternate npkit / peer,
-so both see the same machine load; medians after 5 warm-up steps; ratio = npkit / peer.
+hidden layers: npkit's ``encoder_layers=4``, ``decoder_layers=7``, ``latent_head_layers=4`` linear
+layers; the parameter counts then agree to 0.1%), targets scored with a heteroscedastic Gaussian,
+Adam 3e-4 (npkit: the fused Adam of ``npkit.fit``; the peer: torch's Adam, as its training
+script). ``--bf16`` adds npkit with its forward pass under bfloat16 autocast
+(``train.precision=bf16-mixed``: fast where the CPU has bfloat16 matrix units, such as AMX; the
+peer runs float32). ``--compile`` adds npkit with model + objective under
+``torch.compile(dynamic=True)`` (``train.compile=true``), and its compile time: the first step (a
+cold compile: inductor's cache starts empty), apart from the medians. The peer's models:
+``construct_gnp`` (cnp; np with ``dim_lv``) and ``construct_agnp`` (canp; anp with ``dim_lv``):
+cross-attention only, latent path a mean-pooled MLP. npkit's attentive models match that with
+``attention_layers=0``; rows marked ``+self-attn`` add ``--self-attention`` blocks on both paths
+(Kim et al.'s ANP), which the peer has not. ``--models convcnp``: the peer's ``construct_convgnp``
+with its default UNet (6 stride-2 layers of kernel 5, ``width`` channels; 64 points per unit,
+margin 0.1) against npkit's convcnp of the same layout (``r_dim`` = width, a linear head) whose
+grid also covers x_range [-2, 2], the gp1d-nps inputs, since npkit encodes the context before it
+sees targets (the peer grids context ∪ targets); both 320 grid points here. Latent models train on
+the same objective: log of the mean likelihood over ``--samples`` z ~ p(z | C) (npkit ``ml``, the
+peer's ``loglik``). Steps alternate npkit / peer, so both see the same machine load; medians after
+5 warm-up steps; ratio = npkit / peer.
 """
 
 from __future__ import annotations
