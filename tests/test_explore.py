@@ -278,12 +278,13 @@ def test_clicking_on_the_plot_adds_a_point_and_the_band_narrows_there(browser, s
     browser.find_elements("css selector", "#function-runs input")[1].click()  # a second model, overlaid
     settled(browser, "Object.keys(s.predictions).length === 2 && !s.again")
     assert len(browser.find_elements("css selector", "polygon.band")) == 2
-    state = browser.execute_script("const s = window.npkitExplore; return [s.predictions[0], s.points.length];")
-    prediction, before_points = state
+    state = "const s = window.npkitExplore; return [s.predictions[0], s.points.length, s.truth];"
+    prediction, before_points, truth = browser.execute_script(state)
     inside = range(10, len(prediction["std"]) - 10)  # a gap between context points, not the plot's edge
     widest = max(inside, key=lambda i: prediction["std"][i])
     px = browser.execute_script(f"return sx({prediction['x'][widest]});")
-    py = browser.execute_script(f"return sy({prediction['mean'][widest]});")
+    assert truth["x"][widest] == pytest.approx(prediction["x"][widest])  # the same grid
+    py = browser.execute_script(f"return sy({truth['y'][widest]});")  # a point on the hidden curve
     before = band_height_at(browser, 0, px)
     plot = browser.find_element("id", "plot")
     size = plot.size
