@@ -10,7 +10,7 @@ with the given number of context points on a GP task and ``--grid`` plotted inpu
 the request the page sends first on every click (mean and 2-std band, the GP oracle and the
 hidden curve's log-likelihood, no samples); ``+ samples``: the second one, with ``--samples``
 function draws (latent z; autoregressive draws at 30 inputs for deterministic models).
-Median and 95th percentile over ``--requests`` requests (a quarter as many with samples) after 5
+Median and 95th percentile over ``--requests`` requests (a tenth as many with samples) after 5
 warm-up requests. Goal (issue 27): band median under 50 ms for TNP-D and the ANP at 100 points.
 """
 
@@ -99,7 +99,7 @@ def main() -> None:
                     y = torch.sin(3 * torch.tensor(x)).tolist()
                     body = {"run": run_id, "context": {"x": x, "y": y}, "grid": args.grid}
                     band = latencies(client, url, {**body, "num_samples": 0}, args.requests)
-                    draws = latencies(client, url, {**body, "num_samples": args.samples}, max(4, args.requests // 4))
+                    draws = latencies(client, url, {**body, "num_samples": args.samples}, max(4, args.requests // 10))
                     print(
                         f"| {name} | {n:,} | {statistics.median(band):.1f} | {p95(band):.1f} "
                         f"| {statistics.median(draws):.1f} | {p95(draws):.1f} |",
