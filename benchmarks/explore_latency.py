@@ -17,6 +17,8 @@ warm-up requests. Goal (issue 27): band median under 50 ms for TNP-D and the ANP
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import sys
 import tempfile
@@ -36,7 +38,9 @@ def trained_once(preset: str, root: Path) -> Path:
     """``npkit train <preset>`` for one step into a fresh run folder."""
     run = root / preset
     sets = ["train.steps=1", "train.progress=false", "train.eval_every=null"]
-    if npkit_main(["train", preset, "--run-dir", str(run), *(f"--set={s}" for s in sets)]) != 0:
+    with contextlib.redirect_stdout(io.StringIO()):  # the table is the output
+        code = npkit_main(["train", preset, "--run-dir", str(run), *(f"--set={s}" for s in sets)])
+    if code != 0:
         raise SystemExit(f"could not train {preset}")
     return run
 
