@@ -163,14 +163,14 @@ class ServedRun:
                 "oracle": None,
                 "collapse": None,
             }
-            if gp is not None:
-                mvn = gp_posterior(gp, ctx_x, ctx_y, xq.view(1, -1, 1))
-                oracle_truth = gp_posterior(gp, ctx_x, ctx_y, x_true)
-                point = torch.distributions.Normal(oracle_truth.mean, oracle_truth.variance.sqrt())
+            if gp is not None:  # one Cholesky of the context for the plot and the hidden curve
+                mvn = gp_posterior(gp, ctx_x, ctx_y, torch.cat([xq.view(1, -1, 1), x_true], 1))
+                mean_gp, std_gp = mvn.mean.view(-1), mvn.variance.sqrt().view(-1)
+                point = torch.distributions.Normal(mean_gp[grid:], std_gp[grid:])
                 out["oracle"] = {
-                    "mean": mvn.mean.view(-1).tolist(),
-                    "std": mvn.variance.sqrt().view(-1).tolist(),
-                    "truth_ll": point.log_prob(y_true.view(1, -1)).mean().item(),
+                    "mean": mean_gp[:grid].tolist(),
+                    "std": std_gp[:grid].tolist(),
+                    "truth_ll": point.log_prob(y_true.view(-1)).mean().item(),
                 }
             if model.is_latent:
                 out["collapse"] = self._collapse(model, ctx_x.to(dtype), ctx_y.to(dtype), x_true, y_true, dtype)
