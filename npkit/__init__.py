@@ -55,7 +55,7 @@ from npkit.objectives import (
     nll,
     vae_elbo,
 )
-from npkit.predictive import SampleMixture, predict, sample_functions
+from npkit.predictive import Rescaled, SampleMixture, logmeanexp, predict, sample_functions
 from npkit.runs import CheckpointError, load_model, save_model
 from npkit.tasks import Batch
 from npkit.train import TrainConfig, fit
@@ -129,6 +129,7 @@ __all__ = [
     "LossOutput",
     "ModelConfig",
     "NeuralProcess",
+    "Rescaled",
     "SampleMixture",
     "SawtoothSampler",
     "SineSampler",
@@ -145,6 +146,7 @@ __all__ = [
     "importance_log_likelihood",
     "iwae",
     "load_model",
+    "logmeanexp",
     "make_sampler",
     "ml",
     "nll",

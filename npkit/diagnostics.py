@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from npkit.objectives import UNSCORABLE, foreign_log_prob, kl_per_dim
-from npkit.predictive import sample_functions
+from npkit.predictive import logmeanexp, sample_functions
 
 ACTIVE_VARIANCE = 0.01  # a unit is active when Var_tasks(E_q[z_d]) exceeds this (Burda et al. 2016)
 POINT_MASS_STD = 0.05  # posterior std below this ...
@@ -119,7 +119,7 @@ def mutual_information(posterior, num_samples: int = 1) -> Tensor:
     cross = foreign_log_prob(posterior, z.unsqueeze(2).expand(-1, -1, n, -1))  # [S, N, N]: q_m(z_n)
     if cross is None:
         return torch.tensor(math.nan)
-    aggregate = torch.logsumexp(cross, dim=-1) - math.log(n)
+    aggregate = logmeanexp(cross, -1)
     return (own - aggregate).mean()
 
 

@@ -42,8 +42,8 @@ from npkit.baselines.knn import MIN_STD, knn_predictive
 from npkit.data.evalset import EvalSet, cached_eval_set, load_eval_set, make_eval_set, save_eval_set
 from npkit.data.gp import GPSampler
 from npkit.models.base import check_num_samples
-from npkit.objectives import foreign_log_prob
-from npkit.predictive import SampleMixture, per_sample
+from npkit.objectives import foreign_log_prob, importance_estimate
+from npkit.predictive import SampleMixture, logmeanexp, per_sample
 from npkit.tasks import Batch, validated_inputs
 
 METRICS = (
@@ -78,10 +78,6 @@ __all__ = [
 ]
 
 
-def _logmeanexp(t: Tensor, dim: int = 0) -> Tensor:
-    return torch.logsumexp(t, dim) - math.log(t.shape[dim])
-
-
 def _masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
     """Mean of values [B, N] over the points where mask [B, N] is True (all when None)."""
     if mask is None:
@@ -105,7 +101,7 @@ def _point_stats(components: Distribution, y: Tensor) -> tuple[Tensor, Tensor, T
         covered = ((u >= tail) & (u <= 1 - tail)).to(sq_err.dtype).mean(-1)
     except NotImplementedError:
         covered = torch.full_like(sq_err, math.nan)
-    return ll_samples, _logmeanexp(ll_samples, 0), sq_err, covered
+    return ll_samples, logmeanexp(ll_samples, 0), sq_err, covered
 
 
 def _batch_metrics(
@@ -213,7 +209,7 @@ def _batch_stats(model, batch: Batch, z: Tensor | None) -> dict[str, float]:
         sq_err.append(sq_part)
         covered.append(covered_part)
     ll, sq_err, covered = (torch.cat(parts, 1) for parts in (ll, sq_err, covered))
-    tar_joint = _logmeanexp(joint, 0)  # [B]
+    tar_joint = logmeanexp(joint, 0)  # [B]
     return _split_metrics(batch, ll, tar_joint, sq_err, covered, batch.mask_c)
 
 
@@ -231,8 +227,7 @@ def _joint_importance_weighted(model, batch: Batch, num_samples: int) -> float:
     for points, components in _chunks(model, batch, batch.xt, z):
         keep = None if batch.mask_t is None else batch.mask_t[:, points]
         log_lik = log_lik + _summed_log_lik(components.log_prob(batch.yt[:, points]), keep)
-    estimate = torch.logsumexp(log_lik + log_p - q.log_prob(z), 0) - math.log(num_samples)
-    return _per_target_mean(batch, estimate)
+    return _per_target_mean(batch, importance_estimate(log_lik, log_p, q.log_prob(z)))
 
 
 def _per_target_mean(batch: Batch, per_task: Tensor) -> float:

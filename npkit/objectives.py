@@ -20,7 +20,6 @@ flow, it is the Monte-Carlo estimate mean_s [log q(z_s) - log p(z_s)] from the E
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -33,6 +32,7 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from npkit.models.base import NeuralProcess, check_num_samples
 from npkit.models.statistician import NeuralStatistician
 from npkit.models.vae import VAE
+from npkit.predictive import logmeanexp
 from npkit.tasks import Batch
 
 if TYPE_CHECKING:
@@ -200,14 +200,21 @@ def log_marginal_estimate(
         )
     z = q.rsample((num_samples,))
     log_lik = _sum_points(model(batch.xc, batch.yc, x, z=z, mask_c=batch.mask_c).log_prob(y), mask)  # [S, B]
-    return importance_estimate(log_lik, z, p, q), n
+    return importance_estimate(log_lik, *_log_weights(z, p, q)), n
 
 
-def importance_estimate(log_lik: Tensor, z: Tensor, prior: Distribution, proposal: Distribution) -> Tensor:
-    """log 1/S sum_s p(y | z_s) prior(z_s) / proposal(z_s), [B], from the samples z [S, B, z_dim]
-    of the proposal and their log-likelihoods log_lik [S, B] (the proposal is the prior: weights 1)."""
-    log_w = log_lik if proposal is prior else log_lik + prior.log_prob(z) - proposal.log_prob(z)
-    return torch.logsumexp(log_w, 0) - math.log(z.shape[0])
+def _log_weights(z: Tensor, prior: Distribution, proposal: Distribution) -> tuple[Tensor | None, Tensor | None]:
+    """(log prior(z), log proposal(z)) [S, B] of the samples z, or (None, None) when the
+    proposal is the prior (weights 1)."""
+    return (None, None) if proposal is prior else (prior.log_prob(z), proposal.log_prob(z))
+
+
+def importance_estimate(log_lik: Tensor, log_prior: Tensor | None = None, log_proposal: Tensor | None = None) -> Tensor:
+    """log 1/S sum_s p(y | z_s) prior(z_s) / proposal(z_s), [B], from the log-likelihoods
+    log_lik [S, B] of S samples of the proposal and their log-densities (both None: the proposal
+    is the prior, weights 1). The one importance estimate of npkit: objectives, evaluation, VAEs."""
+    log_w = log_lik if log_prior is None else log_lik + log_prior - log_proposal
+    return logmeanexp(log_w, 0)
 
 
 def iwae(
@@ -305,7 +312,8 @@ def importance_log_likelihood(model: VAE, x: Tensor, num_samples: int = 500, lab
     labels = _vae_labels(model, labels)
     q = model.encode(x, labels)
     z = q.sample((check_num_samples(num_samples),))
-    return importance_estimate(_vae_log_lik(model, model.decode(z, labels), x), z, model.prior(x.shape[0]), q)
+    log_lik = _vae_log_lik(model, model.decode(z, labels), x)
+    return importance_estimate(log_lik, *_log_weights(z, model.prior(x.shape[0]), q))
 
 
 OBJECTIVES: dict[str, Callable[..., LossOutput]] = {

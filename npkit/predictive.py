@@ -5,6 +5,7 @@ model's has batch [B, N]. Code that consumes predictions goes through these func
 Distribution API only (``mean``, ``variance``, ``log_prob``, ``sample``), so it works for any
 likelihood and any posterior:
 
+    logmeanexp(t, dim)        log of the mean of exp(t) over the sample axis ``dim`` (stable)
     per_sample(model, pred)   batch [S, B, N] (S = 1 for deterministic models)
     marginal(model, pred)     batch [B, N]: the equal-weight mixture over the S samples
     predict(model, xc, yc, xt, num_samples)          the per-point predictive p(y_t | x_t, C)
@@ -18,6 +19,12 @@ import math
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent
+
+
+def logmeanexp(t: Tensor, dim: int = 0) -> Tensor:
+    """log (1/S) sum_s exp(t_s) over axis ``dim`` of size S: the log of a Monte-Carlo mean of
+    likelihoods (mixtures over latent samples, importance-sampled marginals), computed stably."""
+    return torch.logsumexp(t, dim) - math.log(t.shape[dim])
 
 
 class SampleMixture(Distribution):
@@ -56,7 +63,7 @@ class SampleMixture(Distribution):
         return self.components.variance.mean(0) + means.var(0, unbiased=False)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        return torch.logsumexp(self.components.log_prob(value), 0) - math.log(self.num_components)
+        return logmeanexp(self.components.log_prob(value), 0)
 
     def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
         sample_shape = torch.Size(sample_shape)
