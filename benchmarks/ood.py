@@ -27,10 +27,11 @@ import torch
 from common import cpu_name  # sibling scripts: benchmarks/ is on sys.path
 
 from npkit.baselines.gp import gp_posterior
+from npkit.config import load_config
 from npkit.data import make_sampler
 from npkit.evaluation import cached_eval_set
 from npkit.predictive import predict
-from npkit.runs import load_trained
+from npkit.runs import RUN_CONFIG, load_trained
 from npkit.train import default_threads
 
 DISTANCES = ((0.0, 0.1), (0.1, 0.5), (0.5, float("inf")))
@@ -100,18 +101,21 @@ def main() -> None:
     print(f"command: python benchmarks/ood.py {' '.join(sys.argv[1:])}")
     print(f"machine: {cpu_name()}; {args.kernel} tasks, {args.eval_batches} x 16 (seed {args.seed}), per target point")
     bins = " | ".join(f"tar_ll, dist {lo}-{hi}" for lo, hi in DISTANCES)
-    head = f"| run | tar_ll | median | 1% | 10% | worst 1% share of deficit | share abs(z) > 4 | std ratio | {bins} |"
+    head = "| run | steps | tar_ll | median | 1% | 10% | worst 1% share of deficit | share abs(z) > 4 | std ratio |"
+    head += f" {bins} |"
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
     for run in args.runs:
         s = summary(model_points(load_trained(run), evalset), oracle)
         cells = " | ".join(f"{s[f'll_{lo}-{hi}']:.2f}" for lo, hi in DISTANCES)
+        steps = load_config(Path(run) / RUN_CONFIG)["train"]["steps"]
+        name = f"{Path(run).parent.name}/{Path(run).name}"
         print(
-            f"| {Path(run).name} | {s['tar_ll']:.3f} | {s['median']:.2f} | {s['q01']:.1f} | {s['q10']:.2f} "
+            f"| {name} | {steps:,} | {s['tar_ll']:.3f} | {s['median']:.2f} | {s['q01']:.1f} | {s['q10']:.2f} "
             f"| {s['worst1_share']:.2f} | {s['z4']:.4f} | {s['std_ratio']:.2f} | {cells} |",
             flush=True,
         )
     s = summary(oracle, None)
-    print(f"| GP oracle | {s['tar_ll']:.3f} | {s['median']:.2f} | {s['q01']:.1f} | {s['q10']:.2f} | - | - | 1 | |")
+    print(f"| GP oracle | - | {s['tar_ll']:.3f} | {s['median']:.2f} | {s['q01']:.1f} | {s['q10']:.2f} | - | - | 1 | |")
 
 
 if __name__ == "__main__":
