@@ -315,3 +315,45 @@ def test_image_mode_reveals_pixels_and_updates_the_completion(browser, server):
     settled(browser, "s.image.revealed.size > 20 && !s.image.again")
     assert mean() != revealed  # painting reveals more pixels, and the mean follows
     screenshot(browser, "explore-image.png")
+
+
+def test_dragging_moves_a_point_and_a_right_click_removes_it(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get(server)
+    settled(browser, "document.body.dataset.ready === 'true' && Object.keys(s.predictions).length > 0")
+    before = browser.execute_script("return window.npkitExplore.points.map((p) => [p.x, p.y]);")
+    point = browser.find_element("css selector", 'circle.point[data-index="0"]')
+    ActionChains(browser).click_and_hold(point).move_by_offset(0, -40).release().perform()
+    settled(browser, "!s.again")
+    moved = browser.execute_script("return window.npkitExplore.points.map((p) => [p.x, p.y]);")
+    assert len(moved) == len(before) and moved[0][1] > before[0][1] + 0.05  # dragged up: a larger y
+    assert moved[1:] == before[1:]
+    point = browser.find_element("css selector", 'circle.point[data-index="1"]')
+    ActionChains(browser).context_click(point).perform()
+    settled(browser, f"s.points.length === {len(before) - 1} && !s.again")
+    left = browser.execute_script("return window.npkitExplore.points.map((p) => [p.x, p.y]);")
+    assert left == [moved[0], *moved[2:]]
+    assert len(browser.find_elements("css selector", "circle.point")) == len(before) - 1
+
+
+def test_the_command_prints_its_url_serves_and_stops_cleanly_on_ctrl_c(runs):
+    import signal
+    import subprocess
+    import sys
+
+    import httpx2
+
+    command = [sys.executable, "-m", "npkit", "explore", str(runs[0]), str(runs[2]), "--max-points", "7"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            line = process.stdout.readline()
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+            assert match, line
+            info = httpx2.get(f"{match.group(0)}api/runs", timeout=30).json()
+            assert info["max_points"] == 7 and [r["kind"] for r in info["runs"]] == ["function", "image"]
+        finally:
+            process.send_signal(signal.SIGINT)
+            code = process.wait(timeout=30)
+        errors = process.stderr.read()
+    assert code == 0, errors
