@@ -469,7 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and the predictive, function samples and the GP oracle update at once; image runs: reveal pixels by "
         "painting. Needs the explore extra (pip install 'npkit[explore]'). Reads the run folders, never writes.",
     )
-    explore.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by `npkit train`")
+    explore.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by `npkit train` or `NPRegressor.save`"
+    )
     explore.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     explore.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     explore.add_argument("--max-points", type=int, default=1000, help="most context points a request may send")

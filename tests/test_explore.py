@@ -357,3 +357,33 @@ def test_the_command_prints_its_url_serves_and_stops_cleanly_on_ctrl_c(runs):
             code = process.wait(timeout=30)
         errors = process.stderr.read()
     assert code == 0, errors
+
+
+def test_a_saved_npregressor_is_served_in_its_own_units(tmp_path):
+    """Your own data: a folder of NPRegressor.save, served in the data's units (no hidden curve,
+    no oracle); the band is the estimator's own predictive."""
+    import numpy as np
+
+    from npkit import NPRegressor
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 100, (12, 10))  # minutes
+    y = 300 + 40 * np.sin(x / 15 + rng.uniform(0, 3, (12, 1)))  # kelvin
+    options = {"hidden_dim": 16, "r_dim": 16}
+    est = NPRegressor("cnp", steps=20, batch_size=4, model_options=options, progress=False)
+    est.fit(x.reshape(-1, 1), y.reshape(-1), groups=np.repeat(np.arange(12), 10))
+    est.save(tmp_path / "stations")
+    with TestClient(create_app([tmp_path / "stations"])) as client:
+        run = client.get("/api/runs").json()["runs"][0]
+        assert run["kind"] == "function" and not run["oracle"] and run["x_range"][0] < 10 < 90 < run["x_range"][1]
+        task = client.post("/api/task", json={"run": 0, "seed": 1}).json()
+        assert task["truth"] == {"x": [], "y": []} and task["gp"] is None
+        body = {"run": 0, "seed": 1, "context": {"x": [20.0, 50.0], "y": [310.0, 280.0]}, "grid": 5, "num_samples": 2}
+        out = client.post("/api/predict", json=body).json()
+    assert out["truth_ll"] is None and out["oracle"] is None and len(out["samples"]["y"]) == 2
+    expected = est.predict(
+        np.array(out["x"]).reshape(-1, 1), context=(np.array([[20.0], [50.0]]), np.array([310.0, 280.0]))
+    )
+    assert np.allclose(out["mean"], expected.mean.numpy(), rtol=1e-5) and np.allclose(
+        out["std"], expected.stddev.numpy(), rtol=1e-4
+    )

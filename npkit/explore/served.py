@@ -9,6 +9,7 @@ torch from the request, so concurrent requests get what sequential ones get.
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from npkit.runs import RUN_CONFIG, latest_checkpoint, load_trained, model_dir
 # random order one at a time, keep a request fast; the page joins them into curves.
 AR_POINTS = 30
 START_CONTEXT = 5  # context points of a fresh task
+ESTIMATOR = "estimator.json"  # a folder written by NPRegressor.save
 MARGINAL_SAMPLES = 32  # latent models: z samples of the per-point predictive (band, log-likelihood)
 MODEL_LOCK = threading.Lock()  # one model call at a time: each seeds the global generator
 
@@ -48,11 +50,15 @@ class ServedRun:
 
     def __init__(self, run_dir: str | Path, index: int) -> None:
         self.run_dir = Path(run_dir)
+        self.index = index
+        self.units = (0.0, 1.0, 0.0, 1.0)  # (x mean, x std, y mean, y std): the model's inputs are standardised
+        if (self.run_dir / ESTIMATOR).is_file():
+            self._from_estimator()
+            return
         if not (self.run_dir / RUN_CONFIG).is_file():
             raise ValueError(
-                f"{self.run_dir} is not an npkit run folder (no {RUN_CONFIG}); train one with `npkit train`"
+                f"{self.run_dir} is not an npkit run folder (no {RUN_CONFIG}) nor a saved NPRegressor (no {ESTIMATOR})"
             )
-        self.index = index
         config = load_config(self.run_dir / RUN_CONFIG)
         name, options = split_section(config["data"])
         self.data_name = name
@@ -61,13 +67,47 @@ class ServedRun:
         self.model.eval()
         self.loaded = _version(self.run_dir)
         self.kind = "image" if isinstance(self.sampler, ImageSampler) else "function"
+        self.x_range = self._x_range() if self.kind == "function" else None
         if self.kind == "function" and (self.model.config.x_dim != 1 or self.model.config.y_dim != 1):
             raise ValueError(
                 f"{self.run_dir}: the 1D page needs x_dim = y_dim = 1, the model has "
                 f"{self.model.config.x_dim} and {self.model.config.y_dim}"
             )
 
+    def _from_estimator(self) -> None:
+        """A folder written by ``NPRegressor.save`` (your own data): its model and the units it
+        standardises with; no task distribution, so no hidden curve and no oracle."""
+        from npkit.estimator import NPRegressor
+
+        est = NPRegressor.load(self.run_dir)
+        if est.n_features_in_ != 1 or est.y_dim_ != 1:
+            raise ValueError(
+                f"{self.run_dir}: the 1D page needs one input and one output, the estimator has "
+                f"{est.n_features_in_} and {est.y_dim_}"
+            )
+        scaling = est.scaling_
+        self.units = (scaling["x_mean"][0], scaling["x_std"][0], scaling["y_mean"][0], scaling["y_std"][0])
+        self.model, self.sampler, self.data_name, self.kind = (
+            est.model_.eval(),
+            None,
+            "own data (NPRegressor)",
+            "function",
+        )
+        self.loaded = _version(self.run_dir)
+        xm, xs = self.units[:2]
+        self.x_range = (xm - 2.5 * xs, xm + 2.5 * xs)
+
     # ------------------------------------------------------------------ the run
+
+    def _x_range(self) -> tuple[float, float]:
+        """The plotted inputs: a function sampler's range, or that of 32 drawn tasks (own data)."""
+        if isinstance(self.sampler, FunctionSampler):
+            return tuple(self.sampler.x_range)  # own data trained by `npkit train`: its tasks' range
+        batch = self.sampler.sample(32, torch.Generator().manual_seed(0))
+        x = batch.x[..., 0] if batch.mask is None else batch.x[..., 0][batch.mask]
+        low, high = x.min().item(), x.max().item()
+        margin = 0.05 * max(high - low, 1e-6)
+        return low - margin, high + margin
 
     def describe(self) -> dict:
         """What the page shows and checks: names, kind, dimensions, ranges."""
@@ -85,8 +125,10 @@ class ServedRun:
             "checkpoint": self.loaded,
         }
         if self.kind == "function":
-            out["x_range"] = list(getattr(self.sampler, "x_range", (-2.0, 2.0)))
+            out["x_range"] = list(self.x_range)
             out["oracle"] = hasattr(self.sampler, "sample_with_truth")
+            _, _, ym, ys = self.units
+            out["y_range"] = [ym - 3 * ys, ym + 3 * ys]
         else:
             height, width = self.sampler.shape
             out.update(height=height, width=width, channels=self.sampler.images.shape[1])
@@ -121,6 +163,8 @@ class ServedRun:
         """x [START_CONTEXT + grid] (the context, then the sorted grid), y alike, and the GP."""
         generator = torch.Generator().manual_seed(seed)
         sampler = self.sampler
+        if sampler is None:  # a saved NPRegressor: no task distribution to draw from
+            return torch.zeros(START_CONTEXT + 0, dtype=torch.float64)[:0], torch.zeros(0, dtype=torch.float64), None
         if isinstance(sampler, FunctionSampler):
             low, high = sampler.x_range
             xc = low + (high - low) * torch.rand(START_CONTEXT, generator=generator, dtype=torch.float64)
@@ -143,28 +187,31 @@ class ServedRun:
             model = self._current()
             torch.manual_seed(seed)
             dtype = next(model.parameters()).dtype
-            low, high = getattr(self.sampler, "x_range", (-2.0, 2.0))
-            xq = torch.linspace(low, high, grid, dtype=torch.float64)
+            xm, xs, ym, ys = self.units  # user units -> the model's: (x - xm) / xs, (y - ym) / ys
             as_input = lambda v: torch.as_tensor(v, dtype=torch.float64).view(1, -1, 1)
             ctx_x, ctx_y = as_input(xc), as_input(yc)
+            mx, my = ((ctx_x - xm) / xs).to(dtype), ((ctx_y - ym) / ys).to(dtype)
+            xq = torch.linspace(*self.x_range, grid, dtype=torch.float64).view(1, -1, 1)
             x_true, y_true, gp = self._draw(seed, grid)
             x_true, y_true = x_true[START_CONTEXT:].view(1, -1, 1), y_true[START_CONTEXT:].view(1, -1, 1)
             # one forward pass for the plotted inputs and the hidden curve's (the same z for both)
-            queries = torch.cat([xq.view(1, -1, 1), x_true], 1).to(dtype)
-            both = predict(model, ctx_x.to(dtype), ctx_y.to(dtype), queries, num_samples=MARGINAL_SAMPLES)
-            mean, std = both.mean.view(-1), both.stddev.view(-1)
-            truth_ll = both.log_prob(torch.cat([torch.zeros(1, grid, 1, dtype=dtype), y_true.to(dtype)], 1))[0, grid:]
+            queries = ((torch.cat([xq, x_true], 1) - xm) / xs).to(dtype)
+            both = predict(model, mx, my, queries, num_samples=MARGINAL_SAMPLES)
+            mean, std = both.mean.view(-1).double() * ys + ym, both.stddev.view(-1).double() * ys
             out = {
-                "x": xq.tolist(),
+                "x": xq.view(-1).tolist(),
                 "mean": mean[:grid].tolist(),
                 "std": std[:grid].tolist(),
-                "truth_ll": truth_ll.mean().item(),
-                "samples": self._samples(model, ctx_x.to(dtype), ctx_y.to(dtype), xq, num_samples, low, high),
+                "truth_ll": None,
+                "samples": self._samples(model, mx, my, xq.view(-1), num_samples),
                 "oracle": None,
                 "collapse": None,
             }
+            if y_true.shape[1]:  # the hidden curve's log-likelihood per point, in y's units
+                y_model = torch.cat([torch.zeros(1, grid, 1, dtype=dtype), ((y_true - ym) / ys).to(dtype)], 1)
+                out["truth_ll"] = both.log_prob(y_model)[0, grid:].mean().item() - math.log(ys)
             if gp is not None:  # one Cholesky of the context for the plot and the hidden curve
-                mvn = gp_posterior(gp, ctx_x, ctx_y, torch.cat([xq.view(1, -1, 1), x_true], 1))
+                mvn = gp_posterior(gp, ctx_x, ctx_y, torch.cat([xq, x_true], 1))
                 mean_gp, std_gp = mvn.mean.view(-1), mvn.variance.sqrt().view(-1)
                 point = torch.distributions.Normal(mean_gp[grid:], std_gp[grid:])
                 out["oracle"] = {
@@ -173,27 +220,33 @@ class ServedRun:
                     "truth_ll": point.log_prob(y_true.view(-1)).mean().item(),
                 }
             if model.is_latent:
-                out["collapse"] = self._collapse(model, ctx_x.to(dtype), ctx_y.to(dtype), x_true, y_true, dtype)
+                x_full, y_full = ((x_true - xm) / xs).to(dtype), ((y_true - ym) / ys).to(dtype)
+                out["collapse"] = self._collapse(model, mx, my, x_full, y_full)
             return out
 
-    def _samples(self, model, xc: Tensor, yc: Tensor, xq: Tensor, num_samples: int, low: float, high: float) -> dict:
-        """Function draws {"x": inputs, "y": [S][inputs]} (none when num_samples is 0)."""
+    def _samples(self, model, xc: Tensor, yc: Tensor, xq: Tensor, num_samples: int) -> dict:
+        """Function draws {"x": inputs, "y": [S][inputs]} in the user's units (none when
+        num_samples is 0), from the context xc, yc [1, Nc, 1] in the model's units; xq [G] are
+        the plotted inputs in the user's."""
         if num_samples == 0:
             return {"x": [], "y": []}
+        xm, xs, ym, ys = self.units
         dtype = xc.dtype
         if model.is_latent:
-            draws = model(xc, yc, xq.view(1, -1, 1).to(dtype), num_samples=num_samples).mean  # [S, 1, G, 1]
-            return {"x": xq.tolist(), "y": draws.view(num_samples, -1).tolist()}
-        xs = low + (high - low) * torch.rand(AR_POINTS, dtype=torch.float64)  # a random order (seeded)
-        draws = ar_sample(model, xc, yc, xs.view(1, -1, 1).to(dtype), num_samples=num_samples)  # [S, 1, P, 1]
-        order = xs.argsort()
-        return {"x": xs[order].tolist(), "y": draws.view(num_samples, -1)[:, order].tolist()}
+            draws = model(xc, yc, ((xq - xm) / xs).view(1, -1, 1).to(dtype), num_samples=num_samples).mean
+            return {"x": xq.tolist(), "y": (draws.view(num_samples, -1).double() * ys + ym).tolist()}
+        low, high = self.x_range
+        xs_user = low + (high - low) * torch.rand(AR_POINTS, dtype=torch.float64)  # a random order (seeded)
+        draws = ar_sample(model, xc, yc, ((xs_user - xm) / xs).view(1, -1, 1).to(dtype), num_samples=num_samples)
+        order = xs_user.argsort()
+        return {"x": xs_user[order].tolist(), "y": (draws.view(num_samples, -1)[:, order].double() * ys + ym).tolist()}
 
-    def _collapse(self, model, xc: Tensor, yc: Tensor, x_true: Tensor, y_true: Tensor, dtype) -> dict:
+    def _collapse(self, model, xc: Tensor, yc: Tensor, x_true: Tensor, y_true: Tensor) -> dict:
         """Posterior std of z given the context (mean over dimensions) and KL(q(z | C ∪ truth) ||
-        q(z | C)) in nats: how much the hidden curve would still move z."""
+        q(z | C)) in nats: how much the hidden curve would still move z (0 without one). All
+        inputs [1, N, 1] in the model's units."""
         q_context = model.posterior(xc, yc)
-        q_full = model.posterior(torch.cat([xc, x_true.to(dtype)], 1), torch.cat([yc, y_true.to(dtype)], 1))
+        q_full = model.posterior(torch.cat([xc, x_true], 1), torch.cat([yc, y_true], 1))
         kl = kl_per_dim(q_full, q_context, q_full.sample((64,))).sum(-1)
         return {"posterior_std": q_context.stddev.mean().item(), "kl": kl.item()}
 

@@ -58,8 +58,12 @@ async function newTask() {
   const task = await api("/api/task", { run: run.id, seed: state.seed });
   state.truth = task.truth;
   state.points = task.context.x.map((x, i) => ({ x, y: task.context.y[i] }));
-  const lo = Math.min(...task.truth.y), hi = Math.max(...task.truth.y), margin = Math.max(0.5, 0.4 * (hi - lo));
-  state.yRange = [lo - margin, hi + margin];
+  if (task.truth.y.length) {
+    const lo = Math.min(...task.truth.y), hi = Math.max(...task.truth.y), margin = Math.max(0.5, 0.4 * (hi - lo));
+    state.yRange = [lo - margin, hi + margin];
+  } else {
+    state.yRange = run.y_range; // own data: no hidden curve, the training outputs' spread
+  }
   await update();
 }
 
@@ -108,7 +112,7 @@ function draw() {
     el("text", { class: "tick", x: PAD.left - 6, y: sy(y) + 4, "text-anchor": "end" }, svg).textContent = y.toFixed(1);
     el("line", { class: "axis", x1: PAD.left - 3, x2: PAD.left, y1: sy(y), y2: sy(y) }, svg);
   }
-  if (state.truth) el("polyline", { class: "truth", points: line(state.truth.x, state.truth.y) }, svg);
+  if (state.truth && state.truth.x.length) el("polyline", { class: "truth", points: line(state.truth.x, state.truth.y) }, svg);
   const rows = [];
   let oracleDrawn = false;
   for (const run of functionRuns().filter((r) => state.selected.has(r.id))) {
