@@ -31,7 +31,7 @@ from npkit.config import load_config
 from npkit.data import make_sampler
 from npkit.evaluation import cached_eval_set
 from npkit.predictive import predict
-from npkit.runs import RUN_CONFIG, load_trained
+from npkit.runs import RUN_CONFIG, checkpoint_state, latest_checkpoint, load_trained, model_dir
 from npkit.train import default_threads
 
 DISTANCES = ((0.0, 0.1), (0.1, 0.5), (0.5, float("inf")))
@@ -85,6 +85,13 @@ def summary(points: dict[str, torch.Tensor], oracle: dict[str, torch.Tensor] | N
     return out
 
 
+def trained_steps(run: Path) -> int:
+    """Steps the served model has trained: the run's budget once finished, else its latest checkpoint's."""
+    if model_dir(run).is_dir():
+        return load_config(run / RUN_CONFIG)["train"]["steps"]
+    return int(checkpoint_state(latest_checkpoint(run))["step"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="trained run folders")
@@ -107,7 +114,7 @@ def main() -> None:
     for run in args.runs:
         s = summary(model_points(load_trained(run), evalset), oracle)
         cells = " | ".join(f"{s[f'll_{lo}-{hi}']:.2f}" for lo, hi in DISTANCES)
-        steps = load_config(Path(run) / RUN_CONFIG)["train"]["steps"]
+        steps = trained_steps(Path(run))
         name = f"{Path(run).parent.name}/{Path(run).name}"
         print(
             f"| {name} | {steps:,} | {s['tar_ll']:.3f} | {s['median']:.2f} | {s['q01']:.1f} | {s['q10']:.2f} "
