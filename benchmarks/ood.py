@@ -14,7 +14,8 @@ per-point marginal target log-likelihoods are pooled and summarised:
 - ``abs(z) > 4``: the fraction of points whose standardised error |y - mean| / std exceeds 4 (a
   calibrated Gaussian: 6e-5); ``std ratio``: the median of the model's predictive std over the
   oracle's at the same point (< 1: over-confident).
-- tar_ll by distance of the target to its nearest context point (< 0.1, 0.1-0.5, > 0.5).
+- tar_ll by distance of the target to its nearest context point (< 0.1, 0.1-0.5, > 0.5), and
+  within 0.1 of one the median predictive std, |error| and the oracle's std.
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def summary(points: dict[str, torch.Tensor], oracle: dict[str, torch.Tensor] | N
         for low, high in DISTANCES:
             near = (points["dist"] >= low) & (points["dist"] < high)
             out[f"ll_{low}-{high}"] = ll[near].mean().item()
+        near = points["dist"] < DISTANCES[0][1]
+        out["near_std"] = points["std"][near].median().item()
+        out["near_error"] = (points["z"] * points["std"]).abs()[near].median().item()
+        out["near_oracle_std"] = oracle["std"][near].median().item()
     return out
 
 
@@ -109,7 +114,7 @@ def main() -> None:
     print(f"machine: {cpu_name()}; {args.kernel} tasks, {args.eval_batches} x 16 (seed {args.seed}), per target point")
     bins = " | ".join(f"tar_ll, dist {lo}-{hi}" for lo, hi in DISTANCES)
     head = "| run | steps | tar_ll | median | 1% | 10% | worst 1% share of deficit | share abs(z) > 4 | std ratio |"
-    head += f" {bins} |"
+    head += f" {bins} | near: std | near: abs error | near: oracle std |"
     print("\n" + head + "\n|" + "---|" * (head.count("|") - 1))
     for run in args.runs:
         s = summary(model_points(load_trained(run), evalset), oracle)
@@ -118,7 +123,8 @@ def main() -> None:
         name = f"{Path(run).parent.name}/{Path(run).name}"
         print(
             f"| {name} | {steps:,} | {s['tar_ll']:.3f} | {s['median']:.2f} | {s['q01']:.1f} | {s['q10']:.2f} "
-            f"| {s['worst1_share']:.2f} | {s['z4']:.4f} | {s['std_ratio']:.2f} | {cells} |",
+            f"| {s['worst1_share']:.2f} | {s['z4']:.4f} | {s['std_ratio']:.2f} | {cells} "
+            f"| {s['near_std']:.3f} | {s['near_error']:.3f} | {s['near_oracle_std']:.3f} |",
             flush=True,
         )
     s = summary(oracle, None)
