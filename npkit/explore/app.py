@@ -19,6 +19,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
@@ -83,7 +84,7 @@ class Explorer:
         if len(body) > MAX_BODY:
             raise BadRequest("body", f"the request body has {len(body)} bytes; the limit is {MAX_BODY}")
         try:
-            payload = json.loads(body, parse_constant=lambda c: float("nan"))
+            payload = json.loads(body)  # NaN and Infinity parse; the field checks refuse them
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise BadRequest("body", f"the request body is not valid JSON ({err})") from None
         if not isinstance(payload, dict):
@@ -123,8 +124,6 @@ class Explorer:
         xc, yc = self.context(payload)
         grid = integer(payload, "grid", 2, MAX_GRID, 200)
         samples = integer(payload, "num_samples", 0, MAX_SAMPLES, 10)
-        from starlette.concurrency import run_in_threadpool
-
         return JSONResponse(await run_in_threadpool(run.predict, seed, xc, yc, grid, samples))
 
     async def image_endpoint(self, request: Request) -> JSONResponse:
@@ -151,8 +150,6 @@ class Explorer:
             )
         samples = integer(payload, "num_samples", 0, MAX_SAMPLES, 3)
         seed = integer(payload, "seed", 0, 2**31 - 1, 0)
-        from starlette.concurrency import run_in_threadpool
-
         result = await run_in_threadpool(run.complete, index, sorted(set(revealed)), samples, seed)
         return JSONResponse(result)
 

@@ -164,7 +164,8 @@ class ServedRun:
         generator = torch.Generator().manual_seed(seed)
         sampler = self.sampler
         if sampler is None:  # a saved NPRegressor: no task distribution to draw from
-            return torch.zeros(START_CONTEXT + 0, dtype=torch.float64)[:0], torch.zeros(0, dtype=torch.float64), None
+            empty = torch.zeros(0, dtype=torch.float64)
+            return empty, empty, None
         if isinstance(sampler, FunctionSampler):
             low, high = sampler.x_range
             xc = low + (high - low) * torch.rand(START_CONTEXT, generator=generator, dtype=torch.float64)
