@@ -245,8 +245,15 @@ def settled(driver, condition: str, timeout: float = 90.0):
     """Wait until the page's JS ``condition`` holds and no prediction is in flight."""
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from selenium.common.exceptions import TimeoutException
+
     idle = "const s = window.npkitExplore; return s && !s.pending && !s.image.pending && (" + condition + ");"
-    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(idle), f"the page never reached: {condition}")
+    try:
+        WebDriverWait(driver, timeout).until(lambda d: d.execute_script(idle))
+    except TimeoutException:
+        seen = "const s = window.npkitExplore; return s && JSON.stringify({points: s.points.length, pending: s.pending, "
+        seen += "again: s.again, image_pending: s.image.pending, status: document.getElementById('status').textContent});"
+        pytest.fail(f"the page never reached {condition}; it shows {driver.execute_script(seen)}")
 
 
 def band_height_at(driver, run: int, px: float) -> float:
@@ -273,16 +280,21 @@ def screenshot(driver, name: str) -> None:
 def test_clicking_on_the_plot_adds_a_point_and_the_band_narrows_there(browser, server):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    browser.get(server)
+    browser.get(server + "?seed=0")
     settled(browser, "document.body.dataset.ready === 'true' && Object.keys(s.predictions).length > 0")
     browser.find_elements("css selector", "#function-runs input")[1].click()  # a second model, overlaid
     settled(browser, "Object.keys(s.predictions).length === 2 && !s.again")
     assert len(browser.find_elements("css selector", "polygon.band")) == 2
-    state = "const s = window.npkitExplore; return [s.predictions[0], s.points.length, s.truth];"
-    prediction, before_points, truth = browser.execute_script(state)
-    inside = range(10, len(prediction["std"]) - 10)  # a gap between context points, not the plot's edge
+    assert browser.current_url.endswith("?seed=0")  # the address names the task
+    state = "const s = window.npkitExplore; return [s.predictions[0], s.points, s.truth, s.seed];"
+    prediction, points, truth, seed = browser.execute_script(state)
+    assert seed == 0
+    to_px = "return arguments[0].map(sx);"
+    grid_px, points_px = browser.execute_script(to_px, prediction["x"]), browser.execute_script(to_px, [p["x"] for p in points])
+    # the widest band in a gap between context points (a click on a point would drag it instead)
+    inside = [i for i in range(10, len(grid_px) - 10) if min(abs(grid_px[i] - p) for p in points_px) > 20]
     widest = max(inside, key=lambda i: prediction["std"][i])
-    px = browser.execute_script(f"return sx({prediction['x'][widest]});")
+    px = grid_px[widest]
     assert truth["x"][widest] == pytest.approx(prediction["x"][widest])  # the same grid
     py = browser.execute_script(f"return sy({truth['y'][widest]});")  # a point on the hidden curve
     before = band_height_at(browser, 0, px)
@@ -290,7 +302,7 @@ def test_clicking_on_the_plot_adds_a_point_and_the_band_narrows_there(browser, s
     size = plot.size
     offset = (px - size["width"] / 2, py - size["height"] / 2)  # Selenium's offsets are from the centre
     ActionChains(browser).move_to_element_with_offset(plot, *offset).click().perform()
-    settled(browser, f"s.points.length === {before_points + 1} && !s.again")
+    settled(browser, f"s.points.length === {len(points) + 1} && !s.again")
     after = band_height_at(browser, 0, px)
     assert after < 0.7 * before, f"the band at the clicked x went from {before:.1f} to {after:.1f} px"
     screenshot(browser, "explore-1d.png")
@@ -299,7 +311,7 @@ def test_clicking_on_the_plot_adds_a_point_and_the_band_narrows_there(browser, s
 def test_image_mode_reveals_pixels_and_updates_the_completion(browser, server):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    browser.get(server)
+    browser.get(server + "?seed=0")
     settled(browser, "document.body.dataset.ready === 'true' && s.image.last !== undefined")
     browser.find_element("css selector", '#modes button[data-mode="image"]').click()
     mean = lambda: browser.execute_script("return document.getElementById('mean').toDataURL();")
@@ -320,7 +332,7 @@ def test_image_mode_reveals_pixels_and_updates_the_completion(browser, server):
 def test_dragging_moves_a_point_and_a_right_click_removes_it(browser, server):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    browser.get(server)
+    browser.get(server + "?seed=0")
     settled(browser, "document.body.dataset.ready === 'true' && Object.keys(s.predictions).length > 0")
     before = browser.execute_script("return window.npkitExplore.points.map((p) => [p.x, p.y]);")
     point = browser.find_element("css selector", 'circle.point[data-index="0"]')

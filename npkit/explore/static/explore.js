@@ -52,9 +52,10 @@ function niceTicks(low, high, count) {
 }
 function line(xs, ys) { return xs.map((x, i) => `${sx(x).toFixed(1)},${sy(ys[i]).toFixed(1)}`).join(" "); }
 
-async function newTask() {
+async function newTask(seed) {
   const run = functionRuns().find((r) => state.selected.has(r.id)) || functionRuns()[0];
-  state.seed = Math.floor(Math.random() * 1e9);
+  state.seed = Number.isInteger(seed) ? seed : Math.floor(Math.random() * 1e9);
+  history.replaceState(null, "", `?seed=${state.seed}`); // the address reproduces this task
   const task = await api("/api/task", { run: run.id, seed: state.seed });
   state.truth = task.truth;
   state.points = task.context.x.map((x, i) => ({ x, y: task.context.y[i] }));
@@ -322,10 +323,11 @@ async function start() {
     state.selected.add(functionRuns()[0].id);
     const slider = document.getElementById("samples");
     slider.addEventListener("input", () => { document.getElementById("samples-out").textContent = slider.value; update(); });
-    document.getElementById("new-task").addEventListener("click", newTask);
+    document.getElementById("new-task").addEventListener("click", () => newTask());
     document.getElementById("clear").addEventListener("click", () => { state.points = []; draw(); update(); });
     setUpPlot();
-    await newTask();
+    const seed = Number.parseInt(new URLSearchParams(location.search).get("seed"), 10);
+    await newTask(Number.isNaN(seed) ? undefined : seed);
   }
   const images = state.runs.filter((r) => r.kind === "image");
   if (images.length) {
