@@ -243,16 +243,16 @@ def server(runs):
 
 def settled(driver, condition: str, timeout: float = 90.0):
     """Wait until the page's JS ``condition`` holds and no prediction is in flight."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
 
     idle = "const s = window.npkitExplore; return s && !s.pending && !s.image.pending && (" + condition + ");"
     try:
         WebDriverWait(driver, timeout).until(lambda d: d.execute_script(idle))
     except TimeoutException:
-        seen = "const s = window.npkitExplore; return s && JSON.stringify({points: s.points.length, pending: s.pending, "
-        seen += "again: s.again, image_pending: s.image.pending, status: document.getElementById('status').textContent});"
+        seen = "const s = window.npkitExplore; return s && JSON.stringify({points: s.points.length, "
+        seen += "pending: s.pending, again: s.again, image_pending: s.image.pending, "
+        seen += "status: document.getElementById('status').textContent});"
         pytest.fail(f"the page never reached {condition}; it shows {driver.execute_script(seen)}")
 
 
@@ -290,7 +290,8 @@ def test_clicking_on_the_plot_adds_a_point_and_the_band_narrows_there(browser, s
     prediction, points, truth, seed = browser.execute_script(state)
     assert seed == 0
     to_px = "return arguments[0].map(sx);"
-    grid_px, points_px = browser.execute_script(to_px, prediction["x"]), browser.execute_script(to_px, [p["x"] for p in points])
+    grid_px = browser.execute_script(to_px, prediction["x"])
+    points_px = browser.execute_script(to_px, [p["x"] for p in points])
     # the widest band in a gap between context points (a click on a point would drag it instead)
     inside = [i for i in range(10, len(grid_px) - 10) if min(abs(grid_px[i] - p) for p in points_px) > 20]
     widest = max(inside, key=lambda i: prediction["std"][i])
