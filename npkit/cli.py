@@ -390,6 +390,15 @@ def cmd_explore(args: argparse.Namespace) -> None:
         pass
 
 
+def _run_command(sub, name: str, func, help: str, description: str) -> argparse.ArgumentParser:
+    """A sub-command that reads one run folder: the ``run_dir`` argument, ``--set`` overrides and ``func``."""
+    command = sub.add_parser(name, help=help, description=description)
+    command.add_argument("run_dir", help="a folder written by `npkit train`")
+    _add_overrides(command)
+    command.set_defaults(func=func)
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -424,43 +433,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(train)
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser(
+    ev = _run_command(
+        sub,
         "eval",
+        cmd_eval,
         help="evaluate a trained run against the GP oracle and a fitted GP",
         description="Log-likelihoods (context/target, per point), MSE and 95% coverage on a fixed "
         "seeded evaluation set per kernel, beside the exact GP oracle and a GP fitted per "
         "task by marginal likelihood. Prints a table, writes metrics.json/metrics.txt.",
     )
-    ev.add_argument("run_dir", help="a folder written by `npkit train`")
     ev.add_argument(
         "--cache-dir", default=None, help="where evaluation sets are cached (default: $NPKIT_CACHE or ~/.cache/npkit)"
     )
-    _add_overrides(ev)
-    ev.set_defaults(func=cmd_eval)
-
-    plot = sub.add_parser(
+    _run_command(
+        sub,
         "plot",
+        cmd_plot,
         help="write PNG figures of a trained run",
         description="Predictions with function samples, 2-sigma bands, context points and the GP "
         "oracle; prior samples of the untrained and trained model; training curves.",
     )
-    plot.add_argument("run_dir", help="a folder written by `npkit train`")
-    _add_overrides(plot)
-    plot.set_defaults(func=cmd_plot)
-
-    diag = sub.add_parser(
+    diag = _run_command(
+        sub,
         "diagnose",
+        cmd_diagnose,
         help="posterior-collapse diagnostics of a trained latent model",
         description="Posterior std of z given the context and given context + targets, their KL, active "
         "latent units, the mutual information between z and the task, the spread of function samples "
         "far from the data (1D: x in [-4, -3]) and a verdict (see npkit.diagnostics). Writes diagnostics.json.",
     )
-    diag.add_argument("run_dir", help="a folder written by `npkit train`")
     diag.add_argument("--num-tasks", type=int, default=256, help="tasks drawn from the run's data (default 256)")
     diag.add_argument("--num-samples", type=int, default=100, help="function samples for the far spread")
     diag.add_argument("--seed", type=int, default=0)
-    _add_overrides(diag)
-    diag.set_defaults(func=cmd_diagnose)
 
     explore = sub.add_parser(
         "explore",
