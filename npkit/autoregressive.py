@@ -41,9 +41,33 @@ def ar_log_prob(
     mask_t: Tensor | None = None,
     num_samples: int = 50,
 ) -> Tensor:
-    """log p(yt | C) [B] under the autoregressive joint, targets in their given order; targets
-    with ``mask_t`` False are neither scored nor conditioned on. xc [B, Nc, Dx], yc [B, Nc, Dy],
-    xt [B, Nt, Dx], yt [B, Nt, Dy]. Exact for deterministic models."""
+    """Log-likelihood log p(yt | C) of the targets under the autoregressive joint.
+
+    Target i is scored given the context and the targets before it, in their given order
+    (teacher forcing); targets with ``mask_t`` False are neither scored nor conditioned on.
+    Exact for deterministic models; for latent ones each factor is the mixture of
+    :func:`npkit.predict` over ``num_samples`` z, so the result is a Monte-Carlo estimate,
+    biased low.
+
+    Args:
+        model (NeuralProcess): any model of the family, deterministic or latent.
+        xc: context inputs `[batch, n_context, x_dim]`.
+        yc: context outputs `[batch, n_context, y_dim]`.
+        xt: target inputs `[batch, n_target, x_dim]`, in the order of the factorisation.
+        yt: target outputs `[batch, n_target, y_dim]`.
+        mask_c: optional `[batch, n_context]` bool, True where a context point is real.
+        mask_t: optional `[batch, n_target]` bool, True where a target point is real.
+        num_samples: z samples per factor for latent models (ignored by deterministic ones).
+
+    Returns:
+        The summed log-likelihood of each task's targets, `[batch]`.
+
+    Examples:
+        >>> model = npkit.build_model("cnp")
+        >>> batch = npkit.make_sampler("gp1d").sample(4)
+        >>> npkit.ar_log_prob(model, batch.xc, batch.yc, batch.xt, batch.yt).shape
+        torch.Size([4])
+    """
     check_context(xc, yc, xt, mask_c)
     check_mask("mask_t", mask_t, xt)
     if yt.shape[:2] != xt.shape[:2] or yt.shape[-1] != yc.shape[-1]:
@@ -69,9 +93,27 @@ def ar_log_prob(
 
 
 def ar_sample(model, xc: Tensor, yc: Tensor, xt: Tensor, num_samples: int = 10, mask_c: Tensor | None = None) -> Tensor:
-    """``num_samples`` joint draws of the targets, [S, B, Nt, Dy]: y_1 from p(y | x_1, C), then
-    each y_i from the predictive given C and the draws before it (noisy observations, as the
-    model predicts them). Nt sequential forward passes of S x B tasks."""
+    """Draw functions jointly over the targets, one target at a time.
+
+    y_1 is drawn from p(y | x_1, C), then each y_i from the predictive given C and the draws
+    before it (noisy observations, as the model predicts them): n_target sequential forward
+    passes of ``num_samples * batch`` tasks. Works for deterministic models too, which have no
+    joint of their own.
+
+    Args:
+        model (NeuralProcess): any model of the family.
+        xc: context inputs `[batch, n_context, x_dim]`.
+        yc: context outputs `[batch, n_context, y_dim]`.
+        xt: target inputs `[batch, n_target, x_dim]`, in the order they are drawn.
+        num_samples: functions drawn per task.
+        mask_c: optional `[batch, n_context]` bool, True where a context point is real.
+
+    Returns:
+        The draws, `[num_samples, batch, n_target, y_dim]`.
+
+    Examples:
+        >>> draws = npkit.ar_sample(model, xc, yc, xt, num_samples=8)   # [8, batch, n_target, y_dim]
+    """
     check_context(xc, yc, xt, mask_c)
     batch = xc.shape[0]
     tile = lambda t: t.unsqueeze(0).expand(num_samples, *t.shape).flatten(0, 1)  # [S B, ...]

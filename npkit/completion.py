@@ -40,10 +40,23 @@ def fraction_tasks(
     batch_size: int = 16,
     seed: int = 0,
 ) -> dict[float, EvalSet]:
-    """Per fraction, an ``EvalSet`` of ``num_images`` images of ``sampler`` (drawn without
-    replacement with ``seed``, the same for every fraction) in batches of ``batch_size``: the
-    context is the first ``context_count(f, H * W)`` pixels of a per-image permutation (nested
-    across fractions), the targets every pixel, in ``sampler``'s coordinate and value conventions."""
+    """Image-completion tasks at several context fractions: the same images, nested contexts.
+
+    For each fraction f the context is the first max(1, round(f * H * W)) pixels of a per-image
+    permutation (so a larger fraction adds pixels to a smaller one's context), the targets
+    every pixel, in ``sampler``'s coordinate and value conventions.
+
+    Args:
+        sampler: the images (an :class:`ImageSampler`).
+        fractions: context fractions, each in (0, 1].
+        num_images: images per set, drawn without replacement with ``seed`` (the same for
+            every fraction).
+        batch_size: images per batch.
+        seed: seeds the images and the pixel permutations.
+
+    Returns:
+        {fraction: :class:`EvalSet`}.
+    """
     if not isinstance(sampler, ImageSampler):
         raise TypeError(f"fraction_tasks needs an ImageSampler, got {type(sampler).__name__}")
     if num_images < 1 or batch_size < 1:
@@ -77,11 +90,28 @@ def evaluate_fractions(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, dict[float, dict[str, float]]]:
-    """Metrics (``npkit.evaluation.METRICS``) per method and fraction: every model of ``models``
-    (name -> model, ``num_samples`` latent samples, seeded by ``seed``), kNN regression with
-    ``knn_k`` neighbours and, with ``gp``, the RBF GP fitted per task and channel by marginal
-    likelihood (at most ``npkit.evaluation.GP_MAX_CONTEXT`` context pixels per task), all on
-    ``tasks`` (from :func:`fraction_tasks`). Returns {method: {fraction: metrics}}."""
+    """Image-completion metrics per method and context fraction, models beside kNN and a fitted GP.
+
+    Every model is evaluated with :func:`npkit.evaluate`, beside kNN regression
+    (:func:`npkit.evaluate_knn`) and, with ``gp``, the RBF GP fitted per task and channel by
+    marginal likelihood (:func:`npkit.evaluate_gp`, at most ``npkit.evaluation.GP_MAX_CONTEXT``
+    context pixels per task), all on the same tasks.
+
+    Args:
+        models: name -> model.
+        tasks: {fraction: evaluation set}, from :func:`fraction_tasks`.
+        num_samples: z samples per task of latent models.
+        knn_k: neighbours of the kNN baseline.
+        gp: add the fitted GP (slow on large images).
+        fit_steps: Adam steps of each GP fit.
+        fit_restarts: initial length scales tried per GP fit.
+        seed: seeds the latent samples (torch's global generator, before each model).
+        progress: show a progress bar over the fractions.
+
+    Returns:
+        {method: {fraction: metrics}}, the metrics as :func:`npkit.evaluate` returns them;
+            the baselines are named "kNN (k=...)" and "GP (RBF, fitted)".
+    """
     names = list(models) + [f"kNN (k={knn_k})"] + (["GP (RBF, fitted)"] if gp else [])
     results: dict[str, dict[float, dict[str, float]]] = {name: {} for name in names}
     for fraction, evalset in tqdm(tasks.items(), desc="context fractions", disable=not progress):
@@ -141,15 +171,28 @@ def sample_diversity(
     seed: int = 0,
     classifier=None,
 ) -> dict[str, dict[str, float]]:
-    """How different a latent model's completions are, per context size (None: every pixel):
+    """How different a latent model's image completions are, per context size.
+
     ``num_samples`` functions (predictive means of z ~ p(z | C)) at every pixel of
     ``num_images`` images drawn with ``seed``, nested random contexts per image.
 
-    Returns {size label: {"pairwise_rms": mean pairwise RMS distance of the samples, and with
-    ``classifier`` (anything with ``predict`` on flattened images in [0, 1], e.g. a fitted
-    scikit-learn model) "distinct_classes": mean number of distinct classes among the samples,
-    "true_class": fraction of samples given the image's class by the classifier applied to the
-    real image}}."""
+    Args:
+        model (NeuralProcess): a latent model of the images.
+        sampler: the images and their conventions (an :class:`ImageSampler`).
+        context_sizes: context pixel counts, each in [1, H * W] (None: every pixel).
+        num_images: images drawn with ``seed``.
+        num_samples: functions per image (>= 2).
+        seed: seeds the images, the contexts and the z samples.
+        classifier (Any): optional; anything with ``predict`` on flattened images in [0, 1]
+            (channels last), e.g. a fitted scikit-learn model
+            (``npkit.completion.digit_classifier``).
+
+    Returns:
+        {size label ("10", ..., "all"): {"pairwise_rms": mean pairwise RMS distance of the
+            samples, and with ``classifier`` "distinct_classes": mean number of distinct classes
+            among the samples, "true_class": fraction of samples given the image's class by the
+            classifier applied to the real image}}.
+    """
     if not model.is_latent:
         raise TypeError(f"sample diversity needs a latent model; {type(model).__name__} has no function samples")
     if num_samples < 2:

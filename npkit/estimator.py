@@ -32,16 +32,38 @@ STATE = "estimator.json"
 
 
 class NPRegressor(BaseEstimator):
-    """A Neural Process regressor trained on many groups of rows (each group one function).
+    """A Neural Process regressor behind scikit-learn's fit / predict, trained on groups of rows.
 
-    ``model``: a name for ``npkit.build_model`` with ``model_options`` (x_dim and y_dim come from
-    the data); ``steps``, ``batch_size``, ``lr``, ``seed``, ``progress``, ``run_dir``, ``resume``
-    go to ``npkit.fit`` (``run_dir`` keeps checkpoints: an interrupted fit continues with
-    ``resume=True``); ``objective`` / ``objective_options`` as in ``fit``; ``train_options``: other
-    ``npkit.TrainConfig`` fields (``{"schedule": "constant", "grad_clip": 1.0}``); ``num_context``,
-    ``num_target``, ``window`` and ``missing`` as in ``npkit.data.arrays.GroupedTasks``;
-    ``num_samples``: latent samples of z per prediction (the predictive is their mixture), drawn
-    with a generator seeded by ``seed``, so repeated predictions agree.
+    Each group of rows is one function (a series, a station, a curve). Inputs and outputs are
+    standardised with the training data's means and stds, and predictions mapped back to y's
+    units.
+
+    Args:
+        model: a name for :func:`npkit.build_model` ("anp", "np", "cnp", ...).
+        steps: training steps (:func:`npkit.fit`).
+        batch_size: tasks per training batch.
+        lr: Adam's learning rate.
+        model_options: options of the model's config (x_dim and y_dim come from the data).
+        objective: the objective, as in :func:`npkit.fit` ("auto": nll or elbo).
+        objective_options: its keyword arguments.
+        train_options: other :class:`TrainConfig` fields
+            (``{"schedule": "constant", "grad_clip": 1.0}``).
+        num_context: (low, high) of the context size per task (:class:`GroupedTasks`).
+        num_target: (low, high) of the target size per task.
+        window: points per task: random runs of that many consecutive points of a group
+            (None: whole groups).
+        missing: rows whose y has NaN: "raise" refuses them, "mask" drops them.
+        num_samples: z samples per prediction of latent models (the predictive is their
+            mixture), drawn with a generator seeded by ``seed``, so repeated predictions agree.
+        seed: seeds the model's initialisation, the training batches and the predictions.
+        progress: show a progress bar while training.
+        run_dir: a folder that keeps logs and checkpoints (None: none).
+        resume: continue an interrupted fit from the checkpoints in ``run_dir``.
+
+    Examples:
+        >>> est = npkit.NPRegressor("anp", steps=2000).fit(X, y, groups=station)
+        >>> pred = est.predict(X_new, context=(Xc, yc))    # a Distribution, in y's units
+        >>> pred.mean, pred.stddev, est.score(X_new, y_new, context=(Xc, yc))
     """
 
     def __init__(

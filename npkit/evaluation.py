@@ -246,15 +246,31 @@ def _autoregressive(model, batch: Batch, num_samples: int) -> float:
 def evaluate(
     model, batches, num_samples: int = 50, progress: bool = False, autoregressive: bool = False
 ) -> dict[str, float]:
-    """Metrics of ``model`` on ``batches`` (an ``EvalSet`` or a list of batches; see the module
-    docstring), keys ``METRICS``.
+    """Per-point metrics of a model on fixed batches: log-likelihoods, MSE and coverage.
 
     The model is queried at ``batch.x`` (context then targets) with ``num_samples`` z ~ p(z | C)
     for latent models; the first Nc outputs score the context, the rest the targets. ``mask_c``
     is passed to the model; points masked out by ``mask_t`` are not scored. Points are queried
     in chunks sharing the same z (``EVAL_CHUNK_ELEMENTS``) and decoded in smaller ones
     (``npkit.models.base.PREDICT_CHUNK_ELEMENTS``), so memory stays bounded in targets and samples.
-    ``autoregressive`` adds ``tar_ll_ar`` (Nt forward passes' worth of work per batch).
+    Runs in eval mode without gradients; the model's mode is restored afterwards.
+
+    Args:
+        model (NeuralProcess): the model, on any device (batches are moved to it).
+        batches (EvalSet | list[Batch]): an :class:`EvalSet` or a list of batches, with ``yt``.
+        num_samples: z samples per task of latent models.
+        progress: show a progress bar.
+        autoregressive: add ``tar_ll_ar``, the autoregressive joint (:func:`npkit.ar_log_prob`;
+            n_target forward passes' worth of work per batch).
+
+    Returns:
+        The metrics, keys of ``npkit.evaluation.METRICS`` (``ctx_ll``, ``tar_ll``,
+            ``tar_ll_joint``, ``mse``, ``coverage95``, ``tar_ll_se``, ``num_tasks``; latent models
+            also ``tar_ll_joint_iw``), defined in the module docstring, averaged over batches.
+
+    Examples:
+        >>> evalset = npkit.cached_eval_set(npkit.make_sampler("gp1d"), 50, 16, seed=1234)
+        >>> npkit.evaluate(model, evalset, num_samples=50)["tar_ll"]
     """
     check_num_samples(num_samples)
     was_training = model.training
@@ -290,15 +306,11 @@ def evaluate_gp(
     max_context: int | None = GP_MAX_CONTEXT,
     prior: GPSampler | None = None,
 ) -> dict[str, float]:
-    """The same metrics as :func:`evaluate` for the exact GP: ``kind="oracle"`` uses the true
-    per-task kernel and noise of each batch (``evalset.gps``), ``kind="fitted"`` a GP of the same
-    kernel family (RBF when the set has no generating GPs, e.g. images) fitted per task to the
-    context by marginal likelihood (``fit_gp``: ``fit_steps`` Adam steps, ``fit_restarts``), and
-    ``kind="bayes"`` the GP averaged over the posterior of the hyper-parameters under the task
-    distribution ``prior`` (the sampler that drew the set; ``hyper_marginal_gp``): the
-    Bayes-optimal predictive, which no model can beat in expectation. Its ``tar_ll`` is the
-    mixture's per-point marginal and ``tar_ll_gaussian`` that of the moment-matched Gaussian,
-    the ceiling of a per-point Gaussian predictive.
+    """The metrics of :func:`evaluate` for an exact GP: the oracle, a fitted GP or the Bayes-optimal one.
+
+    ``kind="bayes"`` is the Bayes-optimal predictive, which no model can beat in expectation;
+    its ``tar_ll`` is the mixture's per-point marginal and ``tar_ll_gaussian`` that of the
+    moment-matched Gaussian, the ceiling of a per-point Gaussian predictive.
 
     The fitted GP handles any x_dim and y_dim C >= 1 (images: x = pixel coordinates, y = the C
     intensities): each output channel is an independent zero-mean GP with its own
@@ -312,6 +324,25 @@ def evaluate_gp(
     summed over channels, as for models); ``tar_ll_joint`` is the joint Gaussian log-density of
     the targets (summed over the independent channels) / Nt. Masked contexts are not supported
     (ValueError); points masked out by ``mask_t`` are not scored.
+
+    Args:
+        evalset: the tasks, with their generating GPs for the oracle (:func:`make_eval_set`,
+            :func:`cached_eval_set`).
+        kind: "oracle": the true per-task kernel and noise of each batch (``evalset.gps``);
+            "fitted": a GP of the same kernel family (RBF when the set has no generating GPs,
+            e.g. images) fitted per task to the context by marginal likelihood
+            (:func:`npkit.fit_gp`); "bayes": the GP averaged over the posterior of the
+            hyper-parameters under ``prior`` (:func:`npkit.hyper_marginal_gp`).
+        fit_steps: Adam steps of each fit ("fitted"; 0: GPyTorch's default hyper-parameters).
+        fit_restarts: initial length scales tried per task ("fitted").
+        progress: show a progress bar.
+        max_context: most context points per task the fitted GP is fitted to and conditioned
+            on (a random subset beyond; None: all).
+        prior: the :class:`GPSampler` that drew the set ("bayes" only).
+
+    Returns:
+        The metrics of :func:`evaluate` (no ``tar_ll_joint_iw``; ``tar_ll_gaussian`` for
+            "bayes").
     """
     if kind not in ("oracle", "fitted", "bayes"):
         raise ValueError(f"kind must be 'oracle', 'fitted' or 'bayes', got {kind!r}")
@@ -406,14 +437,22 @@ def _gp_metrics(mvn, batch: Batch) -> dict[str, float]:
 
 
 def evaluate_knn(batches, k: int = 5, min_std: float = MIN_STD, progress: bool = False) -> dict[str, float]:
-    """The same metrics as :func:`evaluate` for k-nearest-neighbour regression in input space
-    (:func:`npkit.baselines.knn.knn_predictive`): per task and point, a Gaussian with the mean of
-    the k = min(k, Nc) nearest context values and their standard deviation, floored at
-    ``min_std`` (kNN has no likelihood of its own; see ``npkit.baselines.knn``).
+    """The metrics of :func:`evaluate` for k-nearest-neighbour regression in input space.
 
-    ``batches``: an ``EvalSet`` or a list of batches. The predictive is queried at ``batch.x``
-    (context then targets); ``mask_c`` selects the real context points, points masked out by
-    ``mask_t`` are not scored. Points are independent, so ``tar_ll_joint`` equals ``tar_ll``.
+    Per task and point, a Gaussian with the mean of the k = min(k, Nc) nearest context values
+    and their standard deviation, floored at ``min_std`` (kNN has no likelihood of its own; see
+    ``npkit.baselines.knn``). The predictive is queried at ``batch.x`` (context then targets);
+    ``mask_c`` selects the real context points, points masked out by ``mask_t`` are not scored.
+    Points are independent, so ``tar_ll_joint`` equals ``tar_ll``.
+
+    Args:
+        batches (EvalSet | list[Batch]): an :class:`EvalSet` or a list of batches, with ``yt``.
+        k: neighbours per point.
+        min_std: floor of the predictive std.
+        progress: show a progress bar.
+
+    Returns:
+        The metrics of :func:`evaluate` (no ``tar_ll_joint_iw``).
     """
     per_batch = []
     for batch in tqdm(batches, desc="evaluate_knn", disable=not progress):
@@ -430,7 +469,18 @@ def evaluate_knn(batches, k: int = 5, min_std: float = MIN_STD, progress: bool =
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    """Plain-text table: one row per model name, one column per metric (``METRICS`` first)."""
+    """Format metrics as a plain-text table: one row per method, one column per metric.
+
+    Args:
+        results: method name -> its metrics (as :func:`evaluate` returns them); columns are
+            the metrics of ``METRICS`` that occur, then any others sorted.
+
+    Returns:
+        The table, one line per row, missing values shown as "-".
+
+    Examples:
+        >>> print(npkit.format_table({"np": npkit.evaluate(model, evalset)}))
+    """
     columns = [m for m in METRICS if any(m in r for r in results.values())]
     columns += sorted({k for r in results.values() for k in r} - set(columns))
 

@@ -48,7 +48,13 @@ class PointwiseIndependent(Independent):
 
 
 class Likelihood(ABC):
-    """Base: ``num_params(y_dim)`` parameters per point, ``__call__(params)`` the distribution."""
+    """Base of the predictive heads: decoder parameters in, a distribution out.
+
+    A head says how many parameters it needs per point (``num_params(y_dim)``) and turns
+    decoder outputs `[..., n_points, num_params]` into a distribution with batch
+    `[..., n_points]` and event `[y_dim]` (``head(params)``). A new observation model is one
+    subclass; models and objectives need no change.
+    """
 
     name: str
 
@@ -72,7 +78,15 @@ def floored_std(raw: Tensor, min_sigma: float) -> Tensor:
 
 
 class Gaussian(Likelihood):
-    """Independent Normal per output dimension; learned std with a floor, or a constant one."""
+    """Independent Normal per output dimension, with a learned std above a floor or a fixed one.
+
+    Parameters per point: (mu, raw std), each `[..., n_points, y_dim]`, with
+    sigma = min_sigma + (1 - min_sigma) softplus(raw); or mu alone with ``fixed_sigma``.
+
+    Args:
+        min_sigma: floor of the learned std, in [0, 1).
+        fixed_sigma: a constant std (> 0) instead of a learned one (None: learned).
+    """
 
     name = "gaussian"
 
@@ -95,9 +109,16 @@ class Gaussian(Likelihood):
 
 
 class GaussianMixture(Likelihood):
-    """A mixture of ``components`` Gaussians per point and output dimension. The parameters
-    [..., N, 3 K Dy] are (logits, means, raw stds), each [..., N, Dy, K] in that order; with
-    K = 1 the logits are ignored and the head equals :class:`Gaussian`'s."""
+    """A mixture of K Gaussians per point and output dimension.
+
+    The parameters `[..., n_points, 3 K y_dim]` are (logits, means, raw stds), each
+    `[..., n_points, y_dim, K]` in that order; each std is floored as :class:`Gaussian`'s. With
+    K = 1 the logits are ignored and the head equals :class:`Gaussian`'s.
+
+    Args:
+        components: K, the Gaussians per point and output dimension.
+        min_sigma: floor of each component's std, in [0, 1).
+    """
 
     name = "mixture"
 
@@ -133,8 +154,15 @@ class StudentTCDF(StudentT):
 
 
 class StudentTHead(Likelihood):
-    """Independent Student-t per output dimension: parameters (loc, raw scale, raw df), each
-    [..., N, Dy]; scale as the gaussian's std, df = 2 + softplus(raw) > 2 (finite variance)."""
+    """Independent Student-t per output dimension, for heavy-tailed outputs.
+
+    Parameters per point: (loc, raw scale, raw df), each `[..., n_points, y_dim]`; the scale is
+    floored as :class:`Gaussian`'s std and df = 2 + softplus(raw) > 2 (finite variance). Its
+    ``cdf`` (for coverage) uses scipy and carries no gradient.
+
+    Args:
+        min_sigma: floor of the scale, in [0, 1).
+    """
 
     name = "student_t"
 
@@ -153,7 +181,10 @@ class StudentTHead(Likelihood):
 
 
 class Bernoulli(Likelihood):
-    """Independent Bernoulli per output dimension, parameterised by logits; y in {0, 1}."""
+    """Independent Bernoulli per output dimension, parameterised by logits; y in {0, 1}.
+
+    One parameter (the logit) per point and output dimension. Takes no arguments.
+    """
 
     name = "bernoulli"
 

@@ -42,7 +42,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class LossOutput:
-    """loss: scalar to minimise; log_lik: mean per-point log-likelihood term; kl: KL per point."""
+    """What an objective returns: the loss and, for logging, its terms.
+
+    Attributes:
+        loss: the scalar to minimise.
+        log_lik: the log-likelihood term, per scored point (None: not reported).
+        kl: the KL term, per scored point (None: no KL).
+    """
 
     loss: Tensor
     log_lik: Tensor | None = None
@@ -74,7 +80,22 @@ def _check_model(model: NeuralProcess, objective: str) -> None:
 
 
 def nll(model: NeuralProcess, batch: Batch, include_context: bool = True) -> LossOutput:
-    """Gaussian negative log-likelihood per point of a deterministic (conditional) model."""
+    """Negative log-likelihood per point of a deterministic (conditional) model.
+
+    -1/N sum_n log p(y_n | x_n, C) under the model's predictive head, averaged over tasks.
+
+    Args:
+        model: a deterministic model (CNP, CANP, ConvCNP, TNPD).
+        batch: the tasks, with target outputs ``yt``.
+        include_context: score ``context ∪ targets`` (the convention of the published 1D GP
+            benchmarks); False scores the targets only.
+
+    Returns:
+        The loss and its log-likelihood term (no KL).
+
+    Raises:
+        TypeError: ``model`` is latent (train it with ``elbo``, ``ml`` or ``iwae``).
+    """
     _check_model(model, "nll")
     x, y, mask, n = _scored(batch, include_context)
     log_lik = (
@@ -101,11 +122,32 @@ def elbo(
     free_bits: float = 0.0,
     include_context: bool = True,
 ) -> LossOutput:
-    """Negative ELBO per point. ``prior``: "conditional" KL(q(z | C ∪ T) || q(z | C)) (the NP
-    paper), "fixed" KL(q(z | C ∪ T) || N(0, I)), "both" their sum (the fixed KL keeps both
-    posteriors from shrinking together). ``free_bits`` (nats per latent dimension and task,
-    Kingma et al. 2016) floors each dimension's batch-averaged KL, so dimensions below it get no
-    KL gradient."""
+    """Negative ELBO per point of a latent model.
+
+    -1/N [E_q(z|C∪T) sum_n log p(y_n | x_n, z, C) - beta KL(q(z|C∪T) || p(z))], averaged over
+    tasks. The KL is analytic where torch has one, else a Monte-Carlo estimate from the same
+    samples; a posterior without reparameterised samples (Deep Prior "standard") gets the
+    score-function gradient.
+
+    Args:
+        model: a latent model (LatentCNP, NP, ANP, DeepPrior).
+        batch: the tasks, with target outputs ``yt``.
+        num_samples: z samples from q(z | C ∪ T).
+        prior: "conditional": p(z) = q(z | C) (the NP paper); "fixed": N(0, I); "both": the
+            sum of the two KLs (the fixed one keeps both posteriors from shrinking together).
+        beta: weight of the KL term (>= 0).
+        free_bits: nats per latent dimension and task (Kingma et al. 2016) below which a
+            dimension's batch-averaged KL is floored, so it gets no KL gradient (0: off).
+        include_context: score ``context ∪ targets`` (the convention of the published 1D GP
+            benchmarks); False scores the targets only.
+
+    Returns:
+        The loss with its per-point log-likelihood and KL terms.
+
+    Examples:
+        >>> out = npkit.elbo(model, batch, num_samples=4, prior="fixed", beta=0.5)
+        >>> out.loss.backward()
+    """
     _check_model(model, "elbo")
     if prior not in PRIORS:
         raise ValueError(f"prior must be one of {list(PRIORS)}, got {prior!r}")
@@ -224,8 +266,23 @@ def iwae(
     proposal: str = "posterior",
     include_context: bool = True,
 ) -> LossOutput:
-    """Importance-weighted objective with S samples from q(z|C∪T) ("posterior") or from p(z|C)
-    ("context", which is the maximum-likelihood objective ``ml``). Tighter as S grows."""
+    """Importance-weighted objective of a latent model: an estimate of -log p(y | C) per point.
+
+    -1/N log 1/S sum_s p(y | z_s, C) p(z_s | C) / r(z_s) with z_s ~ r, averaged over tasks; a
+    stochastic lower bound on log p(y | C) that tightens as S grows.
+
+    Args:
+        model: a latent model whose posterior has reparameterised samples.
+        batch: the tasks, with target outputs ``yt``.
+        num_samples: S, the importance samples.
+        proposal: r: "posterior" for q(z | C ∪ T), "context" for p(z | C) (weights 1: the
+            maximum-likelihood objective :func:`ml`).
+        include_context: score ``context ∪ targets`` (the convention of the published 1D GP
+            benchmarks); False scores the targets only.
+
+    Returns:
+        The loss and its log-likelihood term.
+    """
     _check_model(model, "iwae")
     estimate, n = log_marginal_estimate(model, batch, num_samples, proposal, include_context)
     log_lik = (estimate / n.clamp_min(1.0)).mean()
@@ -233,7 +290,20 @@ def iwae(
 
 
 def ml(model: NeuralProcess, batch: Batch, num_samples: int = 16, include_context: bool = True) -> LossOutput:
-    """Maximum-likelihood objective: ``iwae`` with proposal p(z|C)."""
+    """Maximum-likelihood objective of a latent model: :func:`iwae` with proposal p(z | C).
+
+    -1/N log 1/S sum_s p(y | z_s, C), z_s ~ p(z | C) (Foong et al. 2020).
+
+    Args:
+        model: a latent model whose posterior has reparameterised samples.
+        batch: the tasks, with target outputs ``yt``.
+        num_samples: z samples from p(z | C).
+        include_context: score ``context ∪ targets`` (the convention of the published 1D GP
+            benchmarks); False scores the targets only.
+
+    Returns:
+        The loss and its log-likelihood term.
+    """
     return iwae(model, batch, num_samples, proposal="context", include_context=include_context)
 
 
@@ -288,12 +358,21 @@ def _check_vae(model: VAE, objective: str) -> None:
 
 
 def vae_elbo(model: VAE, batch: VectorBatch, num_samples: int = 1) -> LossOutput:
-    """Negative ELBO per image (nats, not per pixel) on a :class:`~npkit.data.vectors.VectorBatch`:
+    """Negative ELBO per image (nats, not per pixel) of a VAE.
 
         loss = -mean_b [1/S sum_s log p(x_b | z_s) - beta KL(q(z | x_b) || N(0, I))],  z_s ~ q(z | x_b)
 
-    with ``beta`` from the model's config and the KL analytic; ``log_lik`` and ``kl`` are the two
-    terms averaged over the batch, so loss = -(log_lik - beta * kl)."""
+    with ``beta`` from the model's config and the KL analytic.
+
+    Args:
+        model: a :class:`VAE`.
+        batch: a :class:`~npkit.data.vectors.VectorBatch`: items x `[batch, x_dim]` (and
+            labels `[batch]` for a conditional VAE).
+        num_samples: S, the z samples per item.
+
+    Returns:
+        The loss and its two terms averaged over the batch, so loss = -(log_lik - beta * kl).
+    """
     _check_vae(model, "vae_elbo")
     out = model(batch.x, _vae_labels(model, batch.labels), num_samples)
     log_lik = _vae_log_lik(model, out.p_x, batch.x).mean(0).mean()
@@ -302,12 +381,22 @@ def vae_elbo(model: VAE, batch: VectorBatch, num_samples: int = 1) -> LossOutput
 
 
 def importance_log_likelihood(model: VAE, x: Tensor, num_samples: int = 500, labels: Tensor | None = None) -> Tensor:
-    """Importance-sampled log p(x) per image, [B] (Burda et al. 2016), for x [B, x_dim]:
+    """Importance-sampled log-likelihood log p(x) of each item under a VAE (Burda et al. 2016).
 
         log 1/K sum_k p(x | z_k) p(z_k) / q(z_k | x),  z_k ~ q(z | x)
 
     a stochastic lower bound on log p(x), tight as K grows (K = 1: the ELBO with beta = 1). Memory
-    grows as K * B * x_dim: chunk large test sets over images."""
+    grows as K * batch * x_dim: chunk large test sets over images.
+
+    Args:
+        model: a :class:`VAE`.
+        x: the items `[batch, x_dim]`.
+        num_samples: K, the importance samples per item.
+        labels: `[batch]` int64 labels for a conditional VAE (ignored by an unconditional one).
+
+    Returns:
+        log p(x) per item, `[batch]`, in nats.
+    """
     _check_vae(model, "importance_log_likelihood")
     labels = _vae_labels(model, labels)
     q = model.encode(x, labels)
@@ -329,7 +418,22 @@ StepObjective = Callable[[NeuralProcess, Batch, int], LossOutput]
 
 
 def get_objective(name: str, model: NeuralProcess | None = None, **options) -> Objective:
-    """The objective ``name`` with ``options`` bound; "auto" picks nll or elbo for ``model``."""
+    """The objective ``name`` with its options bound, as a callable ``(model, batch) -> LossOutput``.
+
+    Args:
+        name: a key of ``npkit.OBJECTIVES`` ("nll", "elbo", "iwae", "ml", ...) or "auto":
+            ``nll`` for deterministic models, ``elbo`` for latent ones.
+        model: the model to check the objective against (needed for "auto"; None: unchecked).
+        **options (Any): keyword arguments of the objective (``num_samples``, ``beta``, ...);
+            unknown names raise a ``ValueError``.
+
+    Returns:
+        The objective with ``options`` bound (a ``functools.partial``).
+
+    Examples:
+        >>> loss_fn = npkit.get_objective("elbo", model, num_samples=4, prior="fixed")
+        >>> loss_fn(model, batch).loss
+    """
     if name == "auto":
         if model is None:
             raise ValueError("objective 'auto' needs the model to choose between nll and elbo")
@@ -349,8 +453,19 @@ def get_objective(name: str, model: NeuralProcess | None = None, **options) -> O
 
 
 class KLAnnealing:
-    """The ELBO with a KL weight rising linearly from 0 to ``beta`` over ``warmup_steps``:
-    ``fit(model, data, KLAnnealing(2000, num_samples=4))``. ``options`` go to :func:`elbo`."""
+    """The ELBO with a KL weight rising linearly from 0 to ``beta`` over the first steps.
+
+    A step objective ``(model, batch, step) -> LossOutput`` for :func:`npkit.fit`.
+
+    Args:
+        warmup_steps: steps over which the KL weight rises to ``beta`` (>= 1).
+        beta: the final KL weight.
+        **options (Any): the other keyword arguments of :func:`elbo` (``num_samples``,
+            ``prior``, ``free_bits``, ``include_context``).
+
+    Examples:
+        >>> npkit.fit(model, data, npkit.KLAnnealing(2000, num_samples=4), steps=10_000)
+    """
 
     def __init__(self, warmup_steps: int, beta: float = 1.0, **options) -> None:
         if warmup_steps < 1:

@@ -233,20 +233,34 @@ def _hyper_parameters(gp: TrueGP | None, i: int) -> str:
 
 
 def plot_predictions(model: NeuralProcess, batch: Batch, path: str | Path, **options) -> Path:
-    """One panel per task (the first ``num_tasks``): the predictive on a grid of ``grid_size``
-    inputs over ``x_range`` (default: the batch's inputs padded by 10%), context and targets.
+    """Plot a 1D model's predictions on a batch, one panel per task, as a PNG.
 
-    Deterministic models: mean and 2-sigma band. Latent models: ``num_samples`` function samples
-    (one z each, thin lines) and the mean and 2-sigma band of their mixture. With ``gp``, the GP
-    that generated the batch (``sampler.sample_with_truth``), the exact GP's mean and 2-sigma
-    band are drawn thin and light in red, on a grid of ``oracle_grid`` points (default:
-    :func:`oracle_grid_size`, dense enough for short periods). ``title`` heads the figure (say
-    the model, data and training steps; default ``"<label>: predictions"``); ``label`` names the
-    model in the legend (default ``model.name``). ``options`` are those of
-    :func:`predictions_figure` (``num_tasks``, ``num_samples``, ``grid_size``, ``x_range``,
-    ``gp``, ``seed``, ``title``, ``label``, ``oracle_grid``, ``autoregressive``: for a
-    deterministic model, that many grid points at which ``num_samples`` functions are drawn
-    autoregressively, ``npkit.ar_sample``, in a random order). Returns ``path``.
+    Each panel shows the predictive on a grid of ``grid_size`` inputs over ``x_range``
+    (default: the batch's inputs padded by 10%), the context and the targets. Deterministic
+    models: mean and 2-sigma band. Latent models: ``num_samples`` function samples (one z each,
+    thin lines) and the mean and 2-sigma band of their mixture. With ``gp``, the GP that
+    generated the batch (``sampler.sample_with_truth``), the exact GP's mean and 2-sigma band
+    are drawn thin and light in red, on a grid of ``oracle_grid`` points (default:
+    ``npkit.plot.oracle_grid_size``, dense enough for short periods). x_dim = y_dim = 1.
+
+    Args:
+        model: the model (x_dim = y_dim = 1).
+        batch: the tasks; the first ``num_tasks`` are drawn.
+        path: the PNG file to write (folders are created).
+        **options (Any): the options of ``npkit.plot.predictions_figure``: ``num_tasks``
+            (default 4), ``num_samples`` (10), ``grid_size`` (200), ``x_range``, ``gp``,
+            ``seed`` (0; the predictions' random draws), ``title`` (say the model, data and
+            training steps; default ``"<label>: predictions"``), ``label`` (the model's name
+            in the legend; default ``model.name``), ``oracle_grid`` and ``autoregressive``
+            (for a deterministic model, that many grid points at which ``num_samples``
+            functions are drawn autoregressively, ``npkit.ar_sample``, in a random order).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Examples:
+        >>> batch, gp = npkit.make_sampler("gp1d").sample_with_truth(4)
+        >>> npkit.plot_predictions(model, batch, "figures/np.png", gp=gp, title="np, 2000 steps")
     """
     return _save(predictions_figure(model, batch, **options), path)
 
@@ -293,10 +307,24 @@ def plot_prior_samples(
     seed: int = 0,
     title: str | None = None,
 ) -> Path:
-    """The predictive given an empty context (xc, yc of shape [1, 0, 1]), e.g. of an untrained
-    model: ``num_samples`` function samples (one z each) for latent models, the mean and 2-sigma
-    band for deterministic ones. ``title`` heads the figure: say whether the model is untrained
-    or after how many steps (default ``"<model.name>: prior"``). Returns ``path``."""
+    """Plot a 1D model's predictive given an empty context, e.g. of an untrained model, as a PNG.
+
+    Latent models: ``num_samples`` function samples (one z each); deterministic ones: the mean
+    and 2-sigma band.
+
+    Args:
+        model: the model (x_dim = y_dim = 1).
+        path: the PNG file to write (folders are created).
+        num_samples: function samples of a latent model.
+        x_range: (low, high) of the inputs drawn.
+        grid_size: grid points over ``x_range``.
+        seed: seeds the random draws (the caller's random state is left untouched).
+        title: heads the figure: say whether the model is untrained or after how many steps
+            (None: ``"<model.name>: prior"``).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
     return _save(prior_figure(model, num_samples, x_range, grid_size, seed, title), path)
 
 
@@ -384,14 +412,23 @@ def training_curves_figure(csv_path: str | Path, title: str | None = None, smoot
 def plot_training_curves(
     csv_path: str | Path, path: str | Path, title: str | None = None, smoothing: float | None = None
 ) -> Path:
-    """One panel per numeric metric column of ``csv_path`` (see :func:`read_metrics`), x = step.
+    """Plot the training curves of a run's CSV log as a PNG, one panel per metric, x = step.
 
-    Noisy series (at least ``MIN_SMOOTH_POINTS`` values, not monotone) are drawn as an
-    exponential moving average (:func:`ema`, weight ``smoothing``, by default
-    :func:`default_smoothing`; 0 turns it off) over the raw values, drawn faint; shorter ones
-    (evaluations) as points, schedules (lr) as they are.
-    ``title`` heads the figure (say the model, data and steps; default ``"training curves,
-    <last step> steps"``). Returns ``path``.
+    Every numeric column is a panel (``npkit.plot.read_metrics``: empty cells skipped, a step
+    logged again keeps its last value). Noisy series (at least ``MIN_SMOOTH_POINTS`` values, not
+    monotone) are drawn as an exponential moving average over the raw values, drawn faint;
+    shorter ones (evaluations) as points, schedules (lr) as they are.
+
+    Args:
+        csv_path: the CSV log with a ``step`` column (``run_dir/logs/version_0/metrics.csv``).
+        path: the PNG file to write (folders are created).
+        title: heads the figure: say the model, data and steps (None: ``"training curves,
+            <last step> steps"``).
+        smoothing: the EMA weight in [0, 1) (0: no smoothing; None: about 5% of each series,
+            ``npkit.plot.default_smoothing``).
+
+    Returns:
+        ``path`` as a ``Path``.
     """
     return _save(training_curves_figure(csv_path, title, smoothing), path)
 
@@ -531,8 +568,7 @@ def plot_completion(
     seed: int = 0,
     title: str | None = None,
 ) -> Path:
-    """Image completion: one row per context size, for one image [C, H, W] (C = 1 grey or
-    3 RGB, values in [0, 1]).
+    """Plot image completions from growing contexts as a PNG: one row per context size.
 
     Each context is a random set of that many pixels (None: all of them; larger sizes are
     clipped to H * W and repeats dropped), the contexts nested (the first pixels of one
@@ -543,8 +579,22 @@ def plot_completion(
     with a colourbar on the right; RGB: the RMS over channels) and, for latent models, ``num_samples``
     function samples (one z each, the z-conditional mean), the row label giving their mean
     pairwise RMS distance (``npkit.completion.mean_pairwise_distance``). A latent model's mean and std are
-    those of the mixture over ``COMPLETION_MIXTURE_SAMPLES`` z. ``title`` heads the figure (say
-    the model, data and training steps). Returns ``path``.
+    those of the mixture over ``COMPLETION_MIXTURE_SAMPLES`` z.
+
+    Args:
+        model: a model of images with x_dim = 2 and y_dim = channels.
+        sampler: the :class:`ImageSampler` whose coordinate and value conventions the model
+            was trained with.
+        image: the image `[channels, height, width]` (1 grey or 3 RGB), values in [0, 1].
+        path: the PNG file to write (folders are created).
+        context_sizes: context pixel counts, one row each (None: every pixel).
+        num_samples: function samples shown per row (latent models).
+        seed: seeds the pixel permutation and the random draws.
+        title: heads the figure: say the model, data and training steps (None: the model and
+            the sampler's source).
+
+    Returns:
+        ``path`` as a ``Path``.
     """
     return _save(completion_figure(model, sampler, image, context_sizes, num_samples, seed, title), path)
 
@@ -579,9 +629,19 @@ def fractions_figure(results: dict[str, dict[float, dict[str, float]]], title: s
 def plot_fractions(
     results: dict[str, dict[float, dict[str, float]]], path: str | Path, title: str | None = None
 ) -> Path:
-    """Per-pixel log-likelihood (with its standard error over batches) and MSE against the
-    fraction of observed pixels (log axis), one line per method: the results of
-    ``npkit.completion.evaluate_fractions``. The log-likelihood axis is clipped at the 10th
-    percentile of the values so that one very poor value (kNN at 1 %) does not flatten the rest.
-    Returns ``path``."""
+    """Plot log-likelihood and MSE against the fraction of observed pixels as a PNG.
+
+    Per-pixel log-likelihood (with its standard error over batches) and MSE against the
+    fraction of observed pixels (log axis), one line per method. The log-likelihood axis is
+    clipped near the 10th percentile of the values so that one very poor value (kNN at 1 %)
+    does not flatten the rest.
+
+    Args:
+        results: {method: {fraction: metrics}}, as :func:`npkit.evaluate_fractions` returns.
+        path: the PNG file to write (folders are created).
+        title: heads the figure (None: no title).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
     return _save(fractions_figure(results, title), path)

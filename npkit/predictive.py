@@ -22,17 +22,41 @@ from torch.distributions import Distribution, Independent
 
 
 def logmeanexp(t: Tensor, dim: int = 0) -> Tensor:
-    """log (1/S) sum_s exp(t_s) over axis ``dim`` of size S: the log of a Monte-Carlo mean of
-    likelihoods (mixtures over latent samples, importance-sampled marginals), computed stably."""
+    """Log of the mean of exp(t) over one axis, computed stably.
+
+    log (1/S) sum_s exp(t_s) over axis ``dim`` of size S: the log of a Monte-Carlo mean of
+    likelihoods (mixtures over latent samples, importance-sampled marginals).
+
+    Args:
+        t: log-values of any shape, e.g. per-sample log-likelihoods `[num_samples, batch]`.
+        dim: the axis averaged over (the sample axis).
+
+    Returns:
+        ``t`` reduced over ``dim`` (that axis removed).
+
+    Examples:
+        >>> npkit.logmeanexp(torch.log(torch.tensor([[1.0], [3.0]])), 0)   # log 2
+        tensor([0.6931])
+    """
     return torch.logsumexp(t, dim) - math.log(t.shape[dim])
 
 
 class SampleMixture(Distribution):
-    """Equal-weight mixture over the leading (sample) axis of ``components`` (batch [S, *B]).
+    """Equal-weight mixture over the leading (sample) axis of a distribution.
 
-    Batch [*B], same event. ``torch.distributions.MixtureSameFamily`` needs the mixture axis
-    rightmost and torch cannot move a distribution's batch axes, so this mixes over axis 0 using
-    only the components' Distribution API: any likelihood (Normal, Bernoulli, flows) works.
+    The result has batch shape ``components.batch_shape[1:]`` and the same event shape.
+    ``torch.distributions.MixtureSameFamily`` needs the mixture axis rightmost and torch cannot
+    move a distribution's batch axes, so this mixes over axis 0 using only the components'
+    Distribution API: any likelihood (Normal, Bernoulli, flows) works. ``mean`` and
+    ``variance`` are exact (law of total variance); ``cdf`` needs components with a CDF.
+
+    Args:
+        components: the mixed distributions, batch `[num_samples, *batch_shape]` (a latent
+            model's prediction, batch `[num_samples, batch, n_target]`).
+
+    Examples:
+        >>> pred = model(xc, yc, xt, num_samples=16)     # batch [16, batch, n_target]
+        >>> npkit.SampleMixture(pred).log_prob(yt)        # [batch, n_target]
     """
 
     arg_constraints: dict = {}
@@ -80,12 +104,19 @@ class SampleMixture(Distribution):
 
 
 class Rescaled(Distribution):
-    """y = loc + scale * u with u ~ ``base``: a predictive in other units, for any likelihood.
+    """A predictive in other units: y = loc + scale * u with u ~ ``base``, for any likelihood.
 
-    ``base`` has batch [..., 1, N] (one task) and event [Dy]; ``loc`` and ``scale`` are [Dy].
-    The result has batch [..., N] (the task axis dropped) and event [Dy], or event [] when
-    ``squeeze_event`` (Dy = 1: y given as a vector). Exact: ``log_prob`` is the base's at the
-    standardised value minus sum log scale, whatever the base (Normal, mixture, Student-t).
+    The result has batch `[..., n_points]` (the task axis of ``base`` dropped) and event
+    `[y_dim]`, or event `[]` with ``squeeze_event``. Exact: ``log_prob`` is the base's at the
+    standardised value minus sum log scale, whatever the base (Normal, mixture, Student-t);
+    computed in float64.
+
+    Args:
+        base: the predictive of the standardised values, batch `[..., 1, n_points]` (one task)
+            and event `[y_dim]`.
+        loc: the shift, `[y_dim]`.
+        scale: the (positive) scale, `[y_dim]`.
+        squeeze_event: drop the event axis (y_dim = 1: y given as a vector).
     """
 
     arg_constraints: dict = {}
@@ -152,8 +183,28 @@ def marginal(model, pred: Distribution) -> Distribution:
 def predict(
     model, xc: Tensor, yc: Tensor, xt: Tensor, num_samples: int = 50, mask_c: Tensor | None = None
 ) -> Distribution:
-    """p(y_t | x_t, C) per point, batch [B, Nt], event [Dy]: for latent models the mixture over
-    ``num_samples`` z ~ p(z | C), for deterministic ones the model's own predictive."""
+    """The per-point predictive p(y_t | x_t, C) of any model.
+
+    For latent models the equal-weight mixture (:class:`SampleMixture`) over ``num_samples``
+    z ~ p(z | C); for deterministic ones the model's own predictive.
+
+    Args:
+        model (NeuralProcess): any model of the family.
+        xc: context inputs `[batch, n_context, x_dim]`.
+        yc: context outputs `[batch, n_context, y_dim]`.
+        xt: target inputs `[batch, n_target, x_dim]`.
+        num_samples: z samples of latent models (ignored by deterministic ones).
+        mask_c: optional `[batch, n_context]` bool, True where a context point is real.
+
+    Returns:
+        A `torch.distributions.Distribution` with batch shape `[batch, n_target]` and event
+            shape `[y_dim]`.
+
+    Examples:
+        >>> pred = npkit.predict(model, xc, yc, xt, num_samples=32)
+        >>> pred.mean, pred.stddev        # [batch, n_target, y_dim]
+        >>> pred.log_prob(yt)             # [batch, n_target]
+    """
     options = {"num_samples": num_samples} if model.is_latent else {}
     return marginal(model, model(xc, yc, xt, mask_c=mask_c, **options))
 
@@ -161,10 +212,26 @@ def predict(
 def sample_functions(
     model, xc: Tensor, yc: Tensor, xt: Tensor, num_samples: int = 10, noise: bool = False, mask_c: Tensor | None = None
 ) -> Tensor:
-    """``num_samples`` functions drawn jointly over the targets, [S, B, Nt, Dy].
+    """Functions drawn jointly over the targets from a latent model.
 
-    Latent models: one z ~ p(z | C) per function, then the predictive mean (``noise=False``) or a
-    draw with observation noise. Deterministic models have no joint over targets: TypeError.
+    One z ~ p(z | C) per function, then the predictive mean given z (``noise=False``) or a draw
+    with observation noise. Deterministic models have no joint over targets (see
+    :func:`npkit.ar_sample` for one).
+
+    Args:
+        model (NeuralProcess): a latent model.
+        xc: context inputs `[batch, n_context, x_dim]`.
+        yc: context outputs `[batch, n_context, y_dim]`.
+        xt: target inputs `[batch, n_target, x_dim]`.
+        num_samples: functions drawn per task.
+        noise: add observation noise (a draw of the likelihood) instead of taking its mean.
+        mask_c: optional `[batch, n_context]` bool, True where a context point is real.
+
+    Returns:
+        The functions at the targets, `[num_samples, batch, n_target, y_dim]`.
+
+    Raises:
+        TypeError: ``model`` is deterministic.
     """
     if not model.is_latent:
         raise TypeError(

@@ -45,10 +45,19 @@ def to_pyro(d: Distribution, take: Callable[[torch.Tensor], torch.Tensor] | None
 
 
 def vae_model_guide(vae: VAE, name: str = "vae") -> tuple[Callable, Callable]:
-    """Pyro ``model(batch)`` and ``guide(batch)`` of a :class:`~npkit.models.vae.VAE` on a
-    :class:`~npkit.data.vectors.VectorBatch`: z ~ N(0, I), x ~ p(x | z) observed; the guide
-    z ~ q(z | x). Both z sites are scaled by the config's ``beta``, so -ELBO / B equals
-    ``vae_elbo`` (analytic KL with ``TraceMeanField_ELBO``)."""
+    """A VAE as a Pyro ``model(batch)`` and ``guide(batch)`` for ``pyro.infer.SVI``.
+
+    Model: z ~ N(0, I), x ~ p(x | z) observed; guide: z ~ q(z | x), both on a
+    :class:`~npkit.data.vectors.VectorBatch`. Both z sites are scaled by the config's ``beta``,
+    so -ELBO / batch equals :func:`npkit.vae_elbo` (analytic KL with ``TraceMeanField_ELBO``).
+
+    Args:
+        vae: the :class:`VAE` whose networks both callables use (trained in place).
+        name: the name the VAE is registered under with ``pyro.module``.
+
+    Returns:
+        The pair ``(model, guide)``.
+    """
     if not isinstance(vae, VAE):
         raise TypeError(f"vae_model_guide needs a VAE, got {type(vae).__name__}")
     beta = vae.config.beta
@@ -70,15 +79,29 @@ def vae_model_guide(vae: VAE, name: str = "vae") -> tuple[Callable, Callable]:
 
 
 def np_model_guide(np_model: NeuralProcess, name: str = "np") -> tuple[Callable, Callable]:
-    """Pyro ``model(batch)`` and ``guide(batch)`` of a latent Neural Process on a
-    :class:`~npkit.tasks.Batch` (with ``yt``). Model: z ~ p(z | C) = ``posterior(xc, yc)`` (the
-    conditional prior), then y over context ∪ targets observed under p(y | x, z, C). Guide:
-    z ~ q(z | C ∪ T) = ``posterior(x, y)``. -ELBO / (B N) equals ``npkit.objectives.elbo`` with
-    ``prior="conditional"`` (unmasked batches; masked points are left out of both).
+    """A latent Neural Process as a Pyro ``model(batch)`` and ``guide(batch)`` for ``pyro.infer.SVI``.
 
-    Any guide over the site ``z`` (batch [B], event [z_dim]) may replace this one, e.g.
+    Both take a :class:`~npkit.tasks.Batch` with ``yt``. Model: z ~ p(z | C) =
+    ``posterior(xc, yc)`` (the conditional prior), then y over context ∪ targets observed under
+    p(y | x, z, C). Guide: z ~ q(z | C ∪ T) = ``posterior(x, y)``. -ELBO / (batch * n_points)
+    equals :func:`npkit.elbo` with ``prior="conditional"`` (unmasked batches; masked points are
+    left out of both).
+
+    Any guide over the site ``z`` (batch `[batch]`, event `[z_dim]`) may replace this one, e.g.
     ``pyro.infer.autoguide.AutoNormal(model)`` or a flow guide; the decoder and p(z | C) are
-    still npkit's, so after training ``np_model(xc, yc, xt)`` predicts with z from p(z | C)."""
+    still npkit's, so after training ``np_model(xc, yc, xt)`` predicts with z from p(z | C).
+
+    Args:
+        np_model: a latent model (LatentCNP, NP, ANP, ...), trained in place.
+        name: the name the model is registered under with ``pyro.module``.
+
+    Returns:
+        The pair ``(model, guide)``.
+
+    Examples:
+        >>> model, guide = npkit.np_model_guide(np_model)
+        >>> losses = npkit.train_svi(model, guide, npkit.make_sampler("gp1d"), steps=1000, batch_size=16)
+    """
     if not isinstance(np_model, NeuralProcess) or not np_model.is_latent:
         raise TypeError(f"np_model_guide needs a latent NeuralProcess (lnp, np, anp), got {type(np_model).__name__}")
 
@@ -112,12 +135,27 @@ def train_svi(
     loss: pyro.infer.ELBO | None = None,
     device: torch.device | str = "cpu",
 ) -> list[float]:
-    """``steps`` SVI steps with Pyro's Adam on batches ``sampler.sample(batch_size, generator)``;
-    returns each step's loss (Pyro's: summed over the batch; the bar shows it per batch element).
+    """Train a Pyro model and guide by SVI with Pyro's Adam on batches of a task sampler.
+
     Clears Pyro's parameter store first (stale parameters of the same names would replace the
     module's). Each step's batch generator and torch's global seed (the z draws) come from
-    (``seed``, step) exactly as in ``npkit.fit``, so both see the same batches and noise.
-    ``loss`` defaults to ``Trace_ELBO()``."""
+    (``seed``, step) exactly as in :func:`npkit.fit`, so both see the same batches and noise.
+
+    Args:
+        model: a Pyro model taking one batch (:func:`np_model_guide`, :func:`vae_model_guide`).
+        guide: its guide.
+        sampler (TaskSampler): anything with ``sample(batch_size, generator)``.
+        steps: SVI steps (>= 1).
+        batch_size: tasks (or items) per batch (>= 1).
+        lr: Adam's learning rate.
+        seed: seeds every batch and z draw, from (seed, step).
+        progress: show a progress bar (with the loss per batch element).
+        loss: the ELBO estimator (None: ``Trace_ELBO()``).
+        device: where each batch is moved (the device of the model's parameters).
+
+    Returns:
+        Each step's loss: Pyro's, summed over the batch.
+    """
     for field, value in (("steps", steps), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{field} must be a positive integer, got {value!r}")
@@ -143,8 +181,24 @@ def train_vae_svi(
     progress: bool = True,
     loss: pyro.infer.ELBO | None = None,
 ) -> list[float]:
-    """Train ``vae`` with Pyro SVI (:func:`vae_model_guide`, :func:`train_svi`) on a sampler of
-    :class:`~npkit.data.vectors.VectorBatch`; returns the loss per step and image (-ELBO / B)."""
+    """Train a VAE with Pyro SVI (:func:`vae_model_guide`, then :func:`train_svi`).
+
+    Batches are moved to the device of the VAE's parameters.
+
+    Args:
+        vae: the :class:`VAE`, trained in place.
+        sampler (Any): a sampler of :class:`~npkit.data.vectors.VectorBatch` (anything with
+            ``sample(batch_size, generator)``).
+        steps: SVI steps (>= 1).
+        batch_size: items per batch (>= 1).
+        lr: Adam's learning rate.
+        seed: seeds every batch and z draw, from (seed, step).
+        progress: show a progress bar.
+        loss: the ELBO estimator (None: ``Trace_ELBO()``).
+
+    Returns:
+        The loss per step and item, -ELBO / batch_size.
+    """
     device = vae.decoder[0].weight.device
     losses = train_svi(*vae_model_guide(vae), sampler, steps, batch_size, lr, seed, progress, loss, device)
     return [value / batch_size for value in losses]

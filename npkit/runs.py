@@ -39,7 +39,10 @@ RUN_CONFIG = "config.yaml"
 
 
 class CheckpointError(FileError):
-    """A checkpoint is missing, corrupt, or incompatible with what is asked of it."""
+    """A checkpoint is missing, corrupt, or incompatible with what is asked of it.
+
+    A ``ValueError`` (through ``npkit.files.FileError``); the message names the file or folder.
+    """
 
 
 class RunLockedError(ValueError):
@@ -160,7 +163,22 @@ def load_state(module: nn.Module, tensors: dict[str, Tensor], source: Path) -> N
 
 
 def save_model(model: NeuralProcess, directory: str | Path) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``directory``; return it."""
+    """Export a model: write ``model.safetensors`` and ``config.json`` into ``directory``.
+
+    The state dict goes to safetensors and the family's name and config to JSON, so any
+    registered family saves and loads with no pickle involved. Files are written atomically.
+
+    Args:
+        model: a model of a family registered in ``npkit.MODELS``.
+        directory: the folder (created if missing).
+
+    Returns:
+        ``directory`` as a ``Path``.
+
+    Examples:
+        >>> npkit.save_model(model, "exports/np")
+        >>> same = npkit.load_model("exports/np")
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_tensors(directory / "model.safetensors", model.state_dict())
@@ -169,7 +187,20 @@ def save_model(model: NeuralProcess, directory: str | Path) -> Path:
 
 
 def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> NeuralProcess:
-    """Rebuild a model saved by :func:`save_model` (or the model of a training checkpoint)."""
+    """Rebuild a model saved by :func:`save_model` (or the model of a training checkpoint).
+
+    Args:
+        directory: the folder holding ``model.safetensors`` and ``config.json`` (a run's
+            ``run_dir/model``, or one of its ``checkpoints/step-...`` folders).
+        map_location: the device the model is moved to.
+
+    Returns:
+        The model, in training mode (call ``.eval()`` to predict).
+
+    Raises:
+        CheckpointError: the folder or a file is missing, corrupt or does not match its
+            model's config.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint folder {directory} does not exist")

@@ -14,16 +14,42 @@ from npkit.options import check_positive_ints, from_options
 
 @dataclass
 class TrainConfig:
-    """Loop settings of ``npkit.train.fit``. ``schedule_steps`` is the cosine horizon (default:
-    ``steps``). ``accelerator``, ``devices``, ``strategy`` and ``precision`` go to Lightning
-    Fabric: "auto" uses a GPU when one is present, else the CPU; ``devices=2, strategy="ddp"``
-    runs DDP. ``threads``: torch intra-op threads per process (None: ``$NPKIT_THREADS``, else 1;
-    the small networks of NPs gain little from more, and more collapse on shared cores).
-    ``diagnose_every``: log the collapse diagnostics of ``npkit.diagnostics`` (``diag/...``
-    columns) every that many steps (latent models). ``compile``: ``torch.compile`` the training
-    step (model and objective, dynamic shapes: tasks vary in size); off by default: on a CPU the
-    first step compiles for about a minute, and ``benchmarks/step_time.py --compile`` measures
-    whether it pays on your machine."""
+    """Loop settings of :func:`npkit.fit` (the ``train`` section of a run config).
+
+    ``fit`` also takes these fields as keywords (``fit(model, data, steps=2000, lr=1e-3)``).
+
+    Attributes:
+        steps: optimiser steps in all (the last step of a resumed run).
+        batch_size: tasks per batch (per process under DDP).
+        lr: Adam's learning rate (the peak of the cosine schedule).
+        schedule: "cosine" (decay to 0 over ``schedule_steps``) or "constant".
+        schedule_steps: the cosine horizon (None: ``steps``).
+        grad_clip: maximal gradient norm (None: no clipping).
+        seed: seeds every batch and latent sample, from (seed, step, rank), so a resumed run
+            continues exactly.
+        log_every: steps between logged rows (``train/loss``, ``train/log_lik``, ``train/kl``,
+            ``lr``).
+        eval_every: steps between evaluations on ``eval_batches`` fixed batches (``eval/ctx_ll``,
+            ``eval/tar_ll`` columns; None: none).
+        eval_batches: batches of the loop's evaluation set.
+        eval_samples: z samples per prediction in those evaluations (latent models).
+        checkpoint_every: steps between checkpoints (with a ``run_dir``).
+        keep_checkpoints: the newest checkpoints kept; older ones are deleted.
+        accelerator: Lightning Fabric's accelerator: "auto" uses a GPU when one is present,
+            else the CPU; "cpu", "gpu", "cuda", "mps".
+        devices: Fabric's devices per node (``devices=2, strategy="ddp"`` runs DDP).
+        strategy: Fabric's strategy ("auto", "ddp", ...).
+        precision: Fabric's precision ("32-true", "bf16-mixed", ...).
+        threads: torch intra-op threads per process (None: ``$NPKIT_THREADS``, else 1; the
+            small networks of NPs gain little from more, and more collapse on shared cores).
+        diagnose_every: log the collapse diagnostics of ``npkit.diagnose`` (``diag/...``
+            columns) every that many steps (latent models; None: never).
+        compile: ``torch.compile`` the training step (model and objective, dynamic shapes:
+            tasks vary in size); off by default: on a CPU the first step compiles for about a
+            minute, and ``benchmarks/step_time.py --compile`` measures whether it pays on your
+            machine.
+        progress: show a progress bar.
+    """
 
     steps: int = 1000
     batch_size: int = 16

@@ -76,14 +76,24 @@ def check_context(xc: Tensor, yc: Tensor, xt: Tensor | None = None, mask_c: Tens
 
 @dataclass
 class Batch:
-    """A batch of tasks with equal context and target sizes.
+    """A batch of tasks with equal context and target sizes (ragged data padded and masked).
 
-    xc: [batch, n_context, x_dim]   yc: [batch, n_context, y_dim]
-    xt: [batch, n_target, x_dim]    yt: [batch, n_target, y_dim] (None when only predicting)
-    mask_c / mask_t: optional bool [batch, n_points], True where a point is real (ragged data).
-
+    The tensors are checked when the batch is built (shapes, dtypes, devices, finite values).
     Context and targets are disjoint; objectives score ``context ∪ targets`` by default,
     the convention of the published 1D GP benchmarks (see ``npkit.objectives``).
+
+    Attributes:
+        xc: context inputs `[batch, n_context, x_dim]`.
+        yc: context outputs `[batch, n_context, y_dim]`.
+        xt: target inputs `[batch, n_target, x_dim]`.
+        yt: target outputs `[batch, n_target, y_dim]` (None when only predicting).
+        mask_c: optional `[batch, n_context]` bool, True where a context point is real.
+        mask_t: optional `[batch, n_target]` bool, True where a target point is real.
+
+    Examples:
+        >>> batch = npkit.Batch(xc=torch.rand(2, 5, 1), yc=torch.rand(2, 5, 1), xt=torch.rand(2, 8, 1))
+        >>> batch.x.shape            # context then targets
+        torch.Size([2, 13, 1])
     """
 
     xc: Tensor

@@ -218,20 +218,39 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train ``model`` on batches from ``data`` with ``objective``; return the logged rows.
 
-    ``objective``: a name in ``npkit.objectives.OBJECTIVES`` (or "auto") with
-    ``objective_options``, or any callable ``(model, batch) -> loss`` or
-    ``(model, batch, step) -> loss`` (a step-dependent KL weight, say), where loss is a
-    ``LossOutput`` or a scalar tensor. ``callbacks``: callables ``(step, model, output)`` run
-    after every optimiser step; a dict they return is logged at that step (rank 0).
-    ``options`` override ``TrainConfig`` fields (``fit(model, data, steps=2000, lr=1e-3)``).
+    One loop on Lightning Fabric, from a laptop CPU to multi-GPU DDP. Every step draws its
+    batch from a generator seeded by (seed, step, rank). SIGINT/SIGTERM save a checkpoint (with
+    a ``run_dir``), then raise ``TrainingInterrupted``. A resumed run is bit-identical to an
+    uninterrupted one on the same hardware with the same thread count.
 
-    With ``run_dir``, holds the folder's lock (``npkit.runs.run_lock``) and writes CSV (and
-    TensorBoard) logs, checkpoints and the final model to ``run_dir/model``; ``resume=True``
-    continues from its latest checkpoint after checking that no setting changes the trajectory
-    (``check_resume``); ``extend=True`` allows more steps and restarts the cosine schedule from
-    ``lr`` over the remaining steps. SIGINT/SIGTERM save a checkpoint, then raise
-    ``TrainingInterrupted``. A resumed run is bit-identical to an uninterrupted one on the same
-    hardware with the same thread count.
+    Args:
+        model: the model, trained in place.
+        data: the task sampler batches are drawn from.
+        objective: a name in ``npkit.OBJECTIVES`` or "auto" (``nll`` for deterministic models,
+            ``elbo`` for latent ones), or any callable ``(model, batch) -> loss`` or
+            ``(model, batch, step) -> loss`` (a step-dependent KL weight, say), where loss is
+            a :class:`LossOutput` or a scalar tensor.
+        objective_options: keyword arguments of a named objective (``{"num_samples": 4}``;
+            ``warmup_steps`` turns the ``elbo`` into :class:`KLAnnealing`).
+        config: the loop settings (None: the defaults of :class:`TrainConfig`).
+        run_dir: a folder for CSV (and TensorBoard) logs, checkpoints and the final model
+            (``run_dir/model``); its lock is held while training (None: nothing is written).
+        resume: continue from the latest checkpoint in ``run_dir`` after checking that no
+            setting changes the trajectory.
+        extend: with ``resume``, allow more steps than the saved run and restart the cosine
+            schedule from ``lr`` over the remaining steps.
+        callbacks: callables ``(step, model, output)`` run after every optimiser step; a dict
+            they return is logged at that step (rank 0).
+        **options (Any): :class:`TrainConfig` fields overriding ``config``
+            (``fit(model, data, steps=2000, lr=1e-3)``).
+
+    Returns:
+        The logged rows, each a dict with ``step`` and the metrics logged at that step.
+
+    Examples:
+        >>> model = npkit.build_model("np")
+        >>> rows = npkit.fit(model, npkit.make_sampler("gp1d"), steps=2000, run_dir="runs/np")
+        >>> rows[-1]["train/loss"]
     """
     cfg = TrainConfig.from_dict({**(asdict(config) if config else {}), **options})
     objective_options = dict(objective_options or {})

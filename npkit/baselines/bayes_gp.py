@@ -65,12 +65,26 @@ def _log_evidence(lam: Tensor, proj: Tensor, s2: Tensor, noise2: float) -> Tenso
 def hyper_marginal_gp(
     prior: GPSampler, x: Tensor, y: Tensor, num_context: int, grid: int = 48, scale_grid: int = 64
 ) -> HyperMarginal:
-    """The GP predictive at x [B, N, 1] given the first ``num_context`` points of (x, y [B, N, 1]),
-    averaged over the posterior of the hyper-parameters under ``prior``'s uniform ranges.
+    """The Bayes-optimal GP predictive: the GP averaged over the posterior of its hyper-parameters.
 
-    ``grid`` nodes over the length range and ``scale_grid`` over the scale range (midpoint rule;
-    a range with equal ends is a single node, so a point prior gives back the exact GP). The
-    defaults agree with twice as fine a grid to 1e-4 nats per point on gp1d RBF and Matern tasks.
+    Given the first ``num_context`` points of each task, the predictive at every point is the
+    mixture over a midpoint-rule grid of (scale, length) under ``prior``'s uniform ranges,
+    weighted by the context's evidence (see the module docstring). A range with equal ends is a
+    single node, so a point prior gives back the exact GP. The default grids agree with twice
+    as fine ones to 1e-4 nats per point on gp1d RBF and Matern tasks. Periodic kernels are
+    refused.
+
+    Args:
+        prior: the sampler that drew the tasks (its kernel, ranges and noise).
+        x: inputs `[batch, n_points, 1]`, context first.
+        y: outputs `[batch, n_points, 1]`.
+        num_context: the first that many points are the context, the rest the targets.
+        grid: nodes over the length-scale range.
+        scale_grid: nodes over the scale range.
+
+    Returns:
+        A ``HyperMarginal``: per-point ``log_prob``, ``gaussian_log_prob``, ``mean``,
+            ``variance``, ``cdf`` `[batch, n_points]` and the targets' ``joint_log_prob`` `[batch]`.
     """
     if prior.kernel in PERIODIC_KERNELS:
         raise ValueError(f"hyper_marginal_gp supports non-periodic kernels, got {prior.kernel!r} (see module doc)")

@@ -17,11 +17,21 @@ from npkit.tasks import Batch
 
 
 def gp_posterior(gp: TrueGP, xc: Tensor, yc: Tensor, xq: Tensor) -> MultivariateNormal:
-    """Predictive of y at xq [B, Nq, 1] given yc [B, Nc, 1] at xc [B, Nc, 1] under ``gp``.
+    """The exact GP predictive of noisy observations at the query points, given the context.
 
-    Returns a float64 MultivariateNormal with batch [B], event [Nq]; it includes the observation
-    noise (``gp.noise_std``: a float, or a tensor [B] of per-task values as ``fit_gp`` returns).
-    An empty context gives the prior predictive.
+    Computed in float64 with a Cholesky factor of the context's covariance. An empty context
+    gives the prior predictive.
+
+    Args:
+        gp: the kernel, per-task hyper-parameters and noise (``gp.noise_std``: a float, or a
+            tensor `[batch]` of per-task values as :func:`fit_gp` returns).
+        xc: context inputs `[batch, n_context, x_dim]`.
+        yc: context outputs `[batch, n_context, 1]`.
+        xq: query inputs `[batch, n_query, x_dim]`.
+
+    Returns:
+        A float64 ``MultivariateNormal`` with batch `[batch]` and event `[n_query]`, the
+            observation noise included.
     """
     xc, yc, xq = xc.double(), yc.double(), xq.double()
     noise = torch.as_tensor(gp.noise_std, dtype=torch.float64, device=xq.device) ** 2
@@ -42,8 +52,20 @@ def gp_posterior(gp: TrueGP, xc: Tensor, yc: Tensor, xq: Tensor) -> Multivariate
 
 
 def oracle(batch: Batch, gp: TrueGP, xq: Tensor) -> MultivariateNormal:
-    """The exact GP with the true per-task kernel and noise ``gp`` that generated ``batch``
-    (``sampler.sample_with_truth`` returns both), conditioned on its context, at xq [B, Nq, Dx]."""
+    """The GP oracle: the exact GP that generated a batch, conditioned on its context.
+
+    Args:
+        batch: the tasks (their context is conditioned on).
+        gp: the generating ``TrueGP`` of ``batch`` (``sampler.sample_with_truth`` returns both).
+        xq: query inputs `[batch, n_query, x_dim]`.
+
+    Returns:
+        A float64 ``MultivariateNormal`` with batch `[batch]` and event `[n_query]`.
+
+    Examples:
+        >>> batch, gp = npkit.make_sampler("gp1d").sample_with_truth(8)
+        >>> npkit.oracle(batch, gp, batch.xt).log_prob(batch.yt[..., 0].double())   # [8]
+    """
     if not isinstance(gp, TrueGP):
         raise ValueError(f"the oracle needs the generating TrueGP of the batch, got {type(gp).__name__}")
     return gp_posterior(gp, batch.xc, batch.yc, xq)
@@ -105,16 +127,26 @@ def _to_true_gp(kernel: str, covar, likelihood) -> TrueGP:
 def fit_gp(xc: Tensor, yc: Tensor, kernel: str = "rbf", steps: int = 100, lr: float = 0.1, restarts: int = 4) -> TrueGP:
     """Fit a zero-mean GP's hyper-parameters to each task's context by exact marginal likelihood.
 
-    xc [B, Nc, Dx], yc [B, Nc, 1]. All B tasks, each from ``restarts`` initial length scales (and
-    periods) spread geometrically over [0.1, 1], are fitted at once as one GPyTorch ExactGP with
-    batch_shape [restarts * B], in float64, by ``steps`` Adam steps of rate ``lr`` on the summed
-    per-point log marginal likelihood; each task keeps the restart with the highest one. The
-    remaining parameters start at GPyTorch's defaults (softplus(0) = 0.693, noise variance
-    >= 1e-4). Returns a TrueGP with per-task ``scale`` = sqrt(outputscale), ``length``,
-    ``period`` (periodic kernels) and ``noise_std``, all tensors [B]. With an empty context
-    (Nc = 0) or ``steps = 0`` nothing is fitted: GPyTorch's defaults are returned. Periodic
-    kernels need Dx = 1; their marginal likelihood is multimodal, so expect local optima even
-    with restarts.
+    All tasks, each from ``restarts`` initial length scales (periods for the periodic kernel)
+    spread geometrically over [0.1, 1], are fitted at once as one GPyTorch ExactGP with
+    batch_shape `[restarts * batch]`, in float64, by Adam on the summed per-point log marginal
+    likelihood; each task keeps the restart with the highest one. The remaining parameters
+    start at GPyTorch's defaults (softplus(0) = 0.693, noise variance >= 1e-4). With an empty
+    context (n_context = 0) or ``steps = 0`` nothing is fitted: GPyTorch's defaults are
+    returned. Periodic kernels need x_dim = 1; their marginal likelihood is multimodal, so
+    expect local optima even with restarts.
+
+    Args:
+        xc: context inputs `[batch, n_context, x_dim]`.
+        yc: context outputs `[batch, n_context, 1]`.
+        kernel: the kernel family: "rbf", "matern52", "periodic" or "weakly_periodic".
+        steps: Adam steps.
+        lr: Adam's learning rate.
+        restarts: initial values tried per task (>= 1).
+
+    Returns:
+        A ``TrueGP`` with per-task ``scale`` = sqrt(outputscale), ``length``, ``period``
+            (periodic kernels) and ``noise_std``, all float64 tensors `[batch]`.
     """
     if kernel not in FIT_KERNELS:
         raise ValueError(f"unknown kernel {kernel!r} for fit_gp; expected one of {FIT_KERNELS}")
@@ -167,7 +199,19 @@ def _best_restart(gp: TrueGP, score: Tensor) -> TrueGP:
 
 
 def fitted_gp(batch: Batch, xq: Tensor, kernel: str = "rbf", steps: int = 100, restarts: int = 4) -> MultivariateNormal:
-    """Predictive at xq [B, Nq, Dx] of a GP with kernel family ``kernel`` fitted to ``batch``'s
-    context (``fit_gp``). Float64, batch [B], event [Nq]."""
+    """The predictive of a GP fitted per task to a batch's context, at the query points.
+
+    :func:`fit_gp` on the context, then :func:`gp_posterior`.
+
+    Args:
+        batch: the tasks (outputs with y_dim = 1).
+        xq: query inputs `[batch, n_query, x_dim]`.
+        kernel: the kernel family: "rbf", "matern52", "periodic" or "weakly_periodic".
+        steps: Adam steps of the fit.
+        restarts: initial values tried per task.
+
+    Returns:
+        A float64 ``MultivariateNormal`` with batch `[batch]` and event `[n_query]`.
+    """
     gp = fit_gp(batch.xc, batch.yc, kernel=kernel, steps=steps, restarts=restarts)
     return gp_posterior(gp, batch.xc, batch.yc, xq)

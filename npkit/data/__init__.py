@@ -219,9 +219,24 @@ def preset_options(name: str) -> tuple[type, tuple[str, ...]]:
 
 
 def make_sampler(name: str, kernel: str | None = None, **overrides) -> TaskSampler:
-    """Build the task sampler preset ``name`` (see ``PRESETS``), then override its fields.
+    """Build the task sampler preset ``name``, then override its fields.
 
-    >>> make_sampler("gp1d", kernel="matern52", noise_std=0.05)
+    Args:
+        name: a key of ``npkit.PRESETS`` ("gp1d", "sine", "digits", "mnist", ...).
+        kernel: the GP kernel of the "gp", "gp1d" and "gp1d-nps" presets ("rbf", "matern52",
+            "periodic", "weakly_periodic"; None: the preset's own); other presets refuse it.
+        **overrides (Any): fields of the preset's sampler class (``noise_std``,
+            ``num_context``, ...; lists become tuples) and the data arguments of its loader
+            (``root``, ``split``, ``classes`` for image presets). Unknown names raise a
+            ``ValueError`` listing the valid ones.
+
+    Returns:
+        The sampler: anything with ``sample(batch_size, generator) -> Batch``.
+
+    Examples:
+        >>> sampler = npkit.make_sampler("gp1d", kernel="matern52", noise_std=0.05)
+        >>> batch = sampler.sample(16, torch.Generator().manual_seed(0))
+        >>> digits = npkit.make_sampler("digits", split="test", num_context=(10, 20))
     """
     if name not in PRESETS:
         raise ValueError(f"unknown data preset {name!r}; expected one of {sorted(PRESETS)}")

@@ -73,13 +73,29 @@ def _counts(name: str, value: Sequence[int], low: int) -> tuple[int, int]:
 
 @dataclass(eq=False)
 class GroupedTasks:
-    """Each group is one function, observed at its own points: x [G, M, x_dim], y [G, M, y_dim]
-    padded to the longest group M, ``lengths`` [G] observed points per group (first in each row).
+    """Tasks from your own data: each group of rows is one function, observed at its own points.
 
     A task picks a group (uniformly), with ``window`` a random run of ``window`` consecutive points
-    of it, shuffles those points and splits them: Nc ~ U{num_context[0], min(num_context[1],
+    of it, shuffles those n points and splits them: Nc ~ U{num_context[0], min(num_context[1],
     n - num_target[0])} context points, then Nt ~ U{num_target[0], min(num_target[1], n - Nc)}
-    targets, drawn per task, so a batch is ragged: padded, with ``mask_c`` / ``mask_t``.
+    targets, drawn per task, so a batch is ragged: padded, with ``mask_c`` / ``mask_t``. Build
+    it with :meth:`from_arrays` or :meth:`from_dataframe` rather than directly.
+
+    Attributes:
+        x: inputs `[n_groups, max_points, x_dim]`, padded to the longest group.
+        y: outputs `[n_groups, max_points, y_dim]`, padded alike.
+        lengths: `[n_groups]` observed points per group (the first ones of each row).
+        num_context: (low, high) of the context size per task.
+        num_target: (low, high) of the target size per task.
+        window: points per task: a random run of that many consecutive points of a group
+            (None: the whole group). Needed for data of a single group (one series).
+        names: the group labels, in the order of the rows of ``x`` (for error messages).
+        digest: a hash of the data, set on construction (a resumed run must train on the same
+            tasks).
+
+    Examples:
+        >>> tasks = npkit.GroupedTasks.from_arrays(X, y, groups=station, num_context=(3, 50))
+        >>> batch = tasks.sample(16, torch.Generator().manual_seed(0))   # masked, ragged
     """
 
     x: Tensor = field(repr=False)

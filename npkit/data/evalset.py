@@ -24,8 +24,14 @@ _TENSOR_FIELDS = ("xc", "yc", "xt", "yt", "mask_c", "mask_t")
 
 @dataclass
 class EvalSet:
-    """Evaluation batches and, for GP tasks, the ``TrueGP`` of each batch (None otherwise).
-    Iterating yields the batches."""
+    """A fixed evaluation set: batches of tasks and, for GP tasks, what generated each batch.
+
+    Iterating yields the batches; ``len`` and indexing work as on the list.
+
+    Attributes:
+        batches: the batches (at least one).
+        gps: the generating ``TrueGP`` of each batch, for the GP oracle (None for other tasks).
+    """
 
     batches: list[Batch]
     gps: list[TrueGP] | None = None
@@ -47,9 +53,20 @@ class EvalSet:
 
 
 def make_eval_set(sampler, num_batches: int, batch_size: int, seed: int) -> EvalSet:
-    """``num_batches`` batches of ``batch_size`` tasks drawn from ``sampler`` with one
-    ``torch.Generator`` seeded by ``seed``: the same arguments always give the same tasks.
-    Samplers with ``sample_with_truth`` (GP samplers) also record the generating GPs."""
+    """Draw a fixed evaluation set: the same arguments always give the same tasks.
+
+    The batches are drawn with one ``torch.Generator`` seeded by ``seed``. Samplers with
+    ``sample_with_truth`` (GP samplers) also record the generating GPs.
+
+    Args:
+        sampler (TaskSampler): the task sampler.
+        num_batches: batches to draw (>= 1).
+        batch_size: tasks per batch.
+        seed: the seed of the generator.
+
+    Returns:
+        The evaluation set.
+    """
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}")
     generator = torch.Generator().manual_seed(seed)
@@ -132,12 +149,21 @@ def cached_eval_set(
     seed: int,
     cache_dir: str | os.PathLike | None = None,
 ) -> EvalSet:
-    """``make_eval_set(sampler, ...)``, cached in ``cache_dir`` (default: ``$NPKIT_CACHE``, else
-    ``~/.cache/npkit``), so every model is evaluated on the same tasks.
+    """:func:`make_eval_set`, cached on disk, so every model is evaluated on the same tasks.
 
     The file name holds the arguments and a hash of the sampler's full settings (its repr), so
     a sampler with other settings never reuses a stale set. A corrupt cache file is rebuilt
     with a warning; an unwritable cache folder is skipped with a warning.
+
+    Args:
+        sampler (TaskSampler): the task sampler.
+        num_batches: batches to draw (>= 1).
+        batch_size: tasks per batch.
+        seed: the seed of the generator.
+        cache_dir: the cache folder (None: ``$NPKIT_CACHE``, else ``~/.cache/npkit``).
+
+    Returns:
+        The evaluation set, read from the cache or drawn and written to it.
     """
     digest = hashlib.sha256(repr(sampler).encode()).hexdigest()[:10]
     label = type(sampler).__name__ + (f"-{sampler.kernel}" if hasattr(sampler, "kernel") else "")

@@ -14,8 +14,22 @@ from npkit.tasks import Batch
 
 @dataclass
 class SineSampler(FunctionSampler):
-    """y = A sin(f x - phase) + noise * eps with A ~ U(amplitude), f ~ U(frequency), phase ~
-    U(phase), eps ~ N(0, 1) per point; the defaults (f = 1, no noise) are the MAML sine family."""
+    """Sine functions y = A sin(f x - phase) + noise * eps, with A, f and phase drawn per task.
+
+    A ~ U(amplitude), f ~ U(frequency), phase ~ U(phase) per task and eps ~ N(0, 1) per point;
+    the defaults (f = 1, no noise) are the MAML sine family. The first Nc of the Nc + Nt points
+    are the context.
+
+    Attributes:
+        x_range: (low, high) of the inputs, x ~ U(x_range) for every point.
+        num_context: (low, high): Nc ~ U{low, ..., high}, drawn once per batch.
+        num_target: (low, high): Nt ~ U{low, ..., min(high, max_points - Nc)}, once per batch.
+        max_points: cap on Nc + Nt (None: no cap).
+        amplitude: (low, high) of A.
+        phase: (low, high) of the phase.
+        frequency: (low, high) of f (equal ends: fixed).
+        noise: std of the observation noise (0: none).
+    """
 
     x_range: tuple[float, float] = (-5.0, 5.0)
     num_context: tuple[int, int] = (3, 20)
@@ -48,7 +62,17 @@ class SineSampler(FunctionSampler):
 
 @dataclass
 class SawtoothSampler(FunctionSampler):
-    """y = A * frac(f (x - shift)) - A / 2: a sawtooth with random frequency and shift."""
+    """Sawtooth functions y = A * frac(f (x - shift)) - A / 2, with f and shift drawn per task.
+
+    Attributes:
+        x_range: (low, high) of the inputs, x ~ U(x_range) for every point.
+        num_context: (low, high): Nc ~ U{low, ..., high}, drawn once per batch.
+        num_target: (low, high): Nt ~ U{low, ..., min(high, max_points - Nc)}, once per batch.
+        max_points: cap on Nc + Nt (None: no cap).
+        amplitude: A, the height of each tooth.
+        frequency: (low, high) of f, teeth per unit of x.
+        shift: (low, high) of the shift.
+    """
 
     num_context: tuple[int, int] = (3, 46)
     amplitude: float = 1.0
@@ -63,10 +87,14 @@ class SawtoothSampler(FunctionSampler):
 
 @dataclass
 class FivePointSine:
-    """The toy of the NP critique: x in {-2, -1, 0, 1, 2}, y = sin(x), 1-3 random context points.
+    """The toy of the NP critique: y = sin(x) at x in {-2, -1, 0, 1, 2}, a few of them observed.
 
     Every task is the same function; what varies is which points are observed. The targets are
     the points not in the context, so ``context ∪ targets`` is always all five points.
+
+    Attributes:
+        num_context: (low, high) with 0 <= low <= high <= 4: Nc ~ U{low, ..., high}, drawn
+            once per batch.
     """
 
     num_context: tuple[int, int] = (1, 3)

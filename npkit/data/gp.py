@@ -80,13 +80,25 @@ class TrueGP:
 
 @dataclass
 class GPSampler(FunctionSampler):
-    """Functions y ~ GP(0, k) + N(0, noise_std^2) with hyper-parameters drawn per task.
+    """Gaussian-process functions y ~ GP(0, k) + N(0, noise_std^2), hyper-parameters drawn per task.
 
-    ``scale``, ``length`` and ``period`` are uniform ranges (a standard deviation, a length
-    scale and a period); equal ends fix the value. Defaults are the gp1d protocol of
-    BENCHMARKS.md (Bootstrapping NPs / TNP reference code). ``kernels`` (non-empty): every batch
-    draws its kernel uniformly from these instead of using ``kernel``, for training over a
-    mixture of kernels (one kernel per batch, so each batch keeps one generating ``TrueGP``).
+    Defaults are the gp1d protocol of BENCHMARKS.md (Bootstrapping NPs / TNP reference code).
+    ``sample_with_truth`` also returns the generating ``TrueGP`` (for the oracle).
+
+    Attributes:
+        x_range: (low, high) of the inputs, x ~ U(x_range) for every point.
+        num_context: (low, high): Nc ~ U{low, ..., high}, drawn once per batch.
+        num_target: (low, high): Nt ~ U{low, ..., min(high, max_points - Nc)}, once per batch.
+        max_points: cap on Nc + Nt (None: no cap).
+        kernel: the kernel, a key of ``npkit.data.KERNELS``: "rbf", "matern52", "periodic" or
+            "weakly_periodic".
+        kernels: if non-empty, every batch draws its kernel uniformly from these instead of
+            using ``kernel``, for training over a mixture of kernels (one kernel per batch, so
+            each batch keeps one generating ``TrueGP``).
+        scale: (low, high) of the kernel's standard deviation; equal ends fix the value.
+        length: (low, high) of the length scale.
+        period: (low, high) of the period (periodic kernels).
+        noise_std: std of the observation noise.
     """
 
     kernel: str = "rbf"

@@ -97,23 +97,31 @@ def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> Non
 
 @dataclass
 class ImageSampler:
-    """Image-completion tasks: each task is one image drawn uniformly from ``images``
-    [N, C, H, W] (float, in [0, 1]), seen as a function from pixel coordinates to intensities.
+    """Image-completion tasks: each task is one image, a function from pixel coordinates to intensities.
 
-    - x [B, N, 2] = (row, column): ``coords="unit"`` in [0, 1]^2, ``"centered"`` in [-1, 1]^2
-      (see :func:`pixel_grid`); y [B, N, C] = pixel (``values="unit"``) or pixel - 0.5
-      (``"centered"``); float32, contiguous.
+    Each task is an image drawn uniformly from ``images``; x `[batch, n_points, 2]` = (row,
+    column), y `[batch, n_points, channels]` = its intensities (float32, contiguous).
+
     - Without ``mask``: Nc ~ U{num_context} drawn once per batch (all tasks share it); each
       task takes a random permutation of its pixels, the first Nc are the context and the next
       Nt the targets, Nt ~ U{num_target[0], min(num_target[1], max_points - Nc)} once per
       batch, or every remaining pixel when ``num_target`` is None (context ∪ targets = the
-      image). ``max_points`` (default H * W) caps Nc + Nt.
-    - With ``mask`` (see :func:`mask_pixels`): the context is exactly the masked pixels
+      image).
+    - With ``mask`` (see ``npkit.data.mask_pixels``): the context is exactly the masked pixels
       (row-major order, ``num_context`` unused); the targets are every other pixel, or a
       random Nt of them per task when ``num_target`` is given.
 
-    ``source`` names the data (``"digits"``, ``"mnist:train"``): the repr shows it and not the
-    images, so cached evaluation sets are told apart by it.
+    Attributes:
+        images: the images `[n_images, channels, height, width]`, float in [0, 1].
+        source: names the data (``"digits"``, ``"mnist:train"``): the repr shows it and not
+            the images, so cached evaluation sets are told apart by it.
+        num_context: (low, high) of the context size (None: (1, H * W // 2)).
+        num_target: (low, high) of the target size (None: every remaining pixel).
+        max_points: cap on Nc + Nt (None: H * W).
+        mask: a named context region, "top", "bottom", "left", "right" or "center" (None:
+            random pixels).
+        coords: "unit": coordinates in [0, 1]^2; "centered": in [-1, 1]^2 (BNP/TNP).
+        values: "unit": y = pixel; "centered": y = pixel - 0.5.
     """
 
     images: Tensor = field(repr=False, compare=False)

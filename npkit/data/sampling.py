@@ -13,7 +13,18 @@ from npkit.tasks import Batch
 
 
 class TaskSampler(Protocol):
-    """Anything that draws a :class:`Batch` of tasks from a seeded generator."""
+    """Anything that draws a :class:`Batch` of tasks from a seeded generator.
+
+    A protocol: a sampler needs one method, ``sample(batch_size, generator=None) -> Batch``,
+    which draws ``batch_size`` tasks using only ``generator`` for randomness (so a seed
+    reproduces the batch). ``TaskSampler.from_arrays(X, y, groups=...)`` and
+    ``TaskSampler.from_dataframe(df, x=..., y=..., group=...)`` build one from your own data
+    (a :class:`GroupedTasks`).
+
+    Examples:
+        >>> tasks = npkit.TaskSampler.from_arrays(X, y, groups=station, num_context=(3, 50))
+        >>> batch = tasks.sample(16, torch.Generator().manual_seed(0))
+    """
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch: ...
 

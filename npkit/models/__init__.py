@@ -22,7 +22,28 @@ MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, CANP, ConvCNP
 
 
 def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
-    """Add a model family to ``MODELS`` under ``cls.name`` (usable as a class decorator)."""
+    """Add a model family to ``MODELS`` under ``cls.name``; usable as a class decorator.
+
+    A registered family builds with :func:`build_model`, trains from run configs and saves and
+    loads with :func:`npkit.save_model` / :func:`npkit.load_model`. Registering the same class
+    again is a no-op.
+
+    Args:
+        cls: a :class:`NeuralProcess` subclass with a ``name``, ``is_latent`` and
+            ``config_class``.
+
+    Returns:
+        ``cls`` itself.
+
+    Raises:
+        ValueError: another class is registered under ``cls.name``.
+
+    Examples:
+        >>> @npkit.register_model
+        ... class MyCNP(npkit.CNP):
+        ...     name = "my_cnp"
+        >>> model = npkit.build_model("my_cnp", hidden_dim=64)
+    """
     if cls.name in MODELS and MODELS[cls.name] is not cls:
         raise ValueError(f"a model named {cls.name!r} is already registered ({MODELS[cls.name].__name__})")
     MODELS[cls.name] = cls
@@ -30,7 +51,24 @@ def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
 
 
 def build_model(name: str, **options) -> NeuralProcess:
-    """Build model ``name`` (one of ``MODELS``) with the options of its config class."""
+    """Build the model family ``name`` with the options of its config class.
+
+    Args:
+        name: a key of ``npkit.MODELS``: "cnp", "canp", "convcnp", "tnpd", "lnp", "np",
+            "anp", "deep_prior", "statistician", "vae" or a family added by
+            :func:`register_model`.
+        **options (Any): fields of the family's config class (``config_class``, e.g.
+            :class:`ModelConfig` for "cnp", :class:`ANPConfig` for "anp"); unknown names and
+            wrongly typed values raise a ``ValueError``.
+
+    Returns:
+        The new model, with freshly initialised parameters.
+
+    Examples:
+        >>> model = npkit.build_model("anp", hidden_dim=64, r_dim=64, num_heads=4)
+        >>> model.config.hidden_dim
+        64
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
     return MODELS[name](**options)

@@ -25,7 +25,12 @@ def check_heads(cfg) -> None:
 
 @dataclass
 class ANPConfig(LatentConfig):
-    """Adds the attention sizes: self-attention blocks per path and heads (r_dim % num_heads == 0)."""
+    """Options of the ANP: the fields of LatentConfig plus the attention sizes.
+
+    Attributes:
+        attention_layers: self-attention blocks of each path's set encoder (0: none).
+        num_heads: heads of every attention layer; must divide ``r_dim``.
+    """
 
     attention_layers: int = 2
     num_heads: int = 8
@@ -54,8 +59,16 @@ class AttentivePath(nn.Module):
 
 
 class ANP(NeuralProcess):
-    """Self-attention encoders on both paths; multi-head cross-attention from each target to the
-    context on the deterministic path; latent path z ~ q(z | C) as in the NP."""
+    """Attentive Neural Process: self-attention on both paths, cross-attention from each target.
+
+    The deterministic path attends from each target to the self-attended context (multi-head
+    cross-attention); the latent path z ~ q(z | C) is the NP's with self-attention before the
+    pooling. Registered as "anp".
+
+    Args:
+        config: an :class:`ANPConfig` (None: built from ``options``).
+        **options (Any): the fields of :class:`ANPConfig` as keywords, instead of ``config``.
+    """
 
     name = "anp"
     is_latent = True

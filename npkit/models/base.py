@@ -34,17 +34,39 @@ PREDICT_CHUNK_ELEMENTS = 2**23
 
 @dataclass
 class ModelConfig(ModelOptions):
-    """Options every family shares.
+    """Options every model family shares: the config of the CNP and the base of the others.
 
-    ``r_dim`` sizes the representation of every set encoder (the deterministic path and the
-    latent path's pooled summary). ``post_layers``: an MLP after the pooling of the mean-pooled
-    deterministic path (0: none). ``global_paths``: extra mean-pooled set encoders whose
-    representations are concatenated to the model's own deterministic one (the TNP reference
-    CNP has two pooled encoders: ``global_paths=1``; its attentive CNP a pooled one beside the
-    cross-attention). ``likelihood`` is one of ``npkit.likelihoods.LIKELIHOODS`` (the
-    predictive head): for ``gaussian`` the std is ``min_sigma + (1 - min_sigma) * softplus(raw)``,
-    or the constant ``fixed_sigma``; ``mixture`` has ``mixture_components`` Gaussians per point,
-    each with that std; ``student_t`` that scale and a learned degree of freedom > 2.
+    A model is built from an instance (``CNP(ModelConfig(hidden_dim=64))``) or from the same
+    fields as keyword options (``CNP(hidden_dim=64)``, ``build_model("cnp", hidden_dim=64)``);
+    the values are checked when the config is built.
+
+    Attributes:
+        x_dim: input dimension.
+        y_dim: output dimension.
+        hidden_dim: width of the hidden layers of the set encoders and of the decoder.
+        r_dim: size of the representation of every set encoder (the deterministic path and the
+            latent path's pooled summary).
+        encoder_layers: linear layers of each set encoder's per-point MLP.
+        decoder_layers: linear layers of the decoder MLP (1: linear).
+        likelihood: the predictive head, a key of ``npkit.LIKELIHOODS``: "gaussian",
+            "mixture", "student_t" (with a learned degree of freedom > 2) or "bernoulli".
+        min_sigma: floor of the std (scale) of the continuous heads, in [0, 1):
+            ``min_sigma + (1 - min_sigma) * softplus(raw)``.
+        fixed_sigma: a constant std for the gaussian head instead of a learned one (None:
+            learned).
+        mixture_components: Gaussians per point and output dimension of the "mixture" head,
+            each with the std above.
+        init: weight initialisation, one of "default" (PyTorch's), "normal", "normal_weights",
+            "xavier_normal" (see ``npkit.nn.init_weights``).
+        init_std: std of the weights of the "normal" and "normal_weights" schemes.
+        decoder_activation: activation between the decoder's layers: "relu", "sigmoid",
+            "tanh" or "gelu".
+        post_layers: layers of an MLP after the pooling of the mean-pooled deterministic path
+            (0: none).
+        global_paths: extra mean-pooled set encoders whose representations are concatenated
+            to the model's own deterministic one (the TNP reference CNP has two pooled
+            encoders: ``global_paths=1``; its attentive CNP a pooled one beside the
+            cross-attention).
     """
 
     x_dim: int = 1
@@ -86,12 +108,21 @@ class ModelConfig(ModelOptions):
 
 @dataclass
 class LatentConfig(ModelConfig):
-    """Adds the latent path: z_dim, the std of q(z | S) and the default number of z samples per
-    prediction. ``latent_sigma="sigmoid"``: ``latent_min_sigma + (1 - latent_min_sigma) *
-    sigmoid(raw)`` (NP/ANP papers; the floor keeps the posterior from collapsing below it);
-    ``"softplus"``: ``latent_min_sigma + softplus(raw)`` (unbounded above; with a floor of 0 the
-    parameterisation of the NP critique). ``latent_head_layers``: layers of the MLP from the
-    pooled summary to (mu, raw) (1: linear heads)."""
+    """Options of the latent families (LatentCNP, NP): the fields of ModelConfig and the latent path.
+
+    The latent path is q(z | S) = N(mu(s), sigma(s)), s the pooled summary of a set S.
+
+    Attributes:
+        z_dim: dimension of the latent variable z.
+        latent_min_sigma: floor of the std of q(z | S), in [0, 1).
+        latent_sigma: "sigmoid": ``latent_min_sigma + (1 - latent_min_sigma) * sigmoid(raw)``
+            (NP/ANP papers; the floor keeps the posterior from collapsing below it);
+            "softplus": ``latent_min_sigma + softplus(raw)`` (unbounded above; with a floor of
+            0 the parameterisation of the NP critique).
+        latent_head_layers: layers of the MLP from the pooled summary to (mu, raw) (1: linear
+            heads).
+        num_samples: z samples per prediction when a call does not say.
+    """
 
     z_dim: int = 128
     latent_min_sigma: float = 0.1
@@ -220,10 +251,20 @@ class Decoder(nn.Module):
 
 
 class NeuralProcess(nn.Module):
-    """Base of the family: an optional deterministic path (``build_deterministic``: a module with
-    ``encode(xc, yc, mask) -> encoded`` and ``forward(xt, encoded) -> r [B, Nt, r_dim]``), an
-    optional latent path (``build_latent``: a module (x, y, mask) -> q(z | set)), a decoder and a
-    likelihood. Subclasses choose the paths and their config class; nothing else."""
+    """Base of the Neural Process family: the one model interface.
+
+    A model is an optional deterministic path (``build_deterministic``: a module with
+    ``encode(xc, yc, mask) -> encoded`` and ``forward(xt, encoded) -> r``, r
+    `[batch, n_target, r_dim]`), an optional latent path (``build_latent``: a module
+    ``(x, y, mask) -> q(z | set)``), a decoder and a likelihood. Subclasses choose the paths and
+    their ``config_class``; nothing else. ``model(xc, yc, xt, num_samples=S)`` returns the
+    predictive distribution (see :meth:`forward`).
+
+    Args:
+        config: an instance of the class's ``config_class`` (None: built from ``options``).
+        **options (Any): the fields of ``config_class`` as keywords, instead of ``config``
+            (not both).
+    """
 
     name: ClassVar[str]
     is_latent: ClassVar[bool]

@@ -21,7 +21,16 @@ class CANPConfig(ModelConfig):
 
 
 class CANP(NeuralProcess):
-    """r_t = cross-attention from each target to the self-attended context; p(y_t | x_t, r_t)."""
+    """Attentive CNP: r_t = cross-attention from each target to the self-attended context; p(y_t | x_t, r_t).
+
+    Deterministic (the ANP without its latent path); registered as "canp".
+
+    Args:
+        config: a ``CANPConfig``: the fields of :class:`ModelConfig` plus ``attention_layers``
+            (self-attention blocks, default 2) and ``num_heads`` (default 8, dividing
+            ``r_dim``). None: built from ``options``.
+        **options (Any): the fields of ``CANPConfig`` as keywords, instead of ``config``.
+    """
 
     name = "canp"
     is_latent = False

@@ -4,7 +4,19 @@ from npkit.models.base import MeanPath, ModelConfig, NeuralProcess
 
 
 class CNP(NeuralProcess):
-    """p(y_t | x_t, C) = likelihood(MLP([x_t, r])), r = mean_i MLP([x_i, y_i])."""
+    """Conditional Neural Process: p(y_t | x_t, C) = likelihood(MLP([x_t, r])), r = mean_i MLP([x_i, y_i]).
+
+    Deterministic: every target is predicted independently given the context; train with
+    ``nll``. Registered as "cnp".
+
+    Args:
+        config: a :class:`ModelConfig` (None: built from ``options``).
+        **options (Any): the fields of :class:`ModelConfig` as keywords, instead of ``config``.
+
+    Examples:
+        >>> model = npkit.CNP(hidden_dim=64, r_dim=64)
+        >>> pred = model(xc, yc, xt)       # batch [batch, n_target], event [y_dim]
+    """
 
     name = "cnp"
     is_latent = False

@@ -226,7 +226,20 @@ class SetConvPath(nn.Module):
 
 
 class ConvCNP(NeuralProcess):
-    """p(y_t | C) = N(decoder(r(x_t))), r the set convolution of a UNet of the gridded context."""
+    """Convolutional CNP in 1D: p(y_t | C) = likelihood(decoder(r(x_t))), r a set convolution of a UNet.
+
+    The context is put on a grid, mapped by a UNet and read at each target; the decoder does
+    not read x_t, so the model is translation equivariant (see the module docstring).
+    Deterministic, registered as "convcnp"; x_dim must be 1.
+
+    Args:
+        config: a ``ConvCNPConfig``: the fields of :class:`ModelConfig` (``r_dim`` the UNet's
+            channels) plus ``points_per_unit`` (grid density, default 64), ``margin`` (grid
+            beyond the context, default 0.1), ``x_range`` (a ``[low, high]`` the grid always
+            covers, default None), ``conv_layers`` (UNet depth, default 6) and ``kernel_size``
+            (odd, default 5). None: built from ``options``.
+        **options (Any): the fields of ``ConvCNPConfig`` as keywords, instead of ``config``.
+    """
 
     name = "convcnp"
     is_latent = False

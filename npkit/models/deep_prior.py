@@ -36,8 +36,19 @@ POSTERIORS = ("standard", "gaussian", "planar", "iaf")
 
 @dataclass
 class DeepPriorConfig(LatentConfig):
-    """Adds the posterior variant and its number of flow steps (see the module docstring).
-    Defaults: a softplus latent std with a small floor (the prior, not a floor, keeps q spread)."""
+    """Options of the Deep Prior: the fields of LatentConfig plus the posterior variant.
+
+    Defaults differ from :class:`LatentConfig` in the latent std: softplus with a small floor
+    (the prior N(0, I), not a floor, keeps q spread).
+
+    Attributes:
+        posterior: "standard" (Gaussian, score-function gradient), "gaussian"
+            (reparameterised), "planar" or "iaf" (the Gaussian through flows); see the module
+            docstring.
+        flow_steps: planar or IAF steps of the flow posteriors.
+        latent_sigma: as in :class:`LatentConfig`; default "softplus" here.
+        latent_min_sigma: as in :class:`LatentConfig`; default 1e-3 here.
+    """
 
     posterior: str = "gaussian"
     flow_steps: int = 4
@@ -102,8 +113,16 @@ class FlowPosterior(LatentPath):
 
 
 class DeepPrior(NeuralProcess):
-    """z ~ q(z | S) (Gaussian, optionally through flows), p(y_t | x_t, z) = N(mu(x_t, z), sigma(x_t, z))
-    from one MLP; no deterministic path, as in the Deep Prior paper."""
+    """Deep Prior: z ~ q(z | S) (optionally through flows), p(y_t | x_t, z) from one MLP.
+
+    No deterministic path, as in the paper; train with ``elbo`` and ``prior="fixed"``.
+    Registered as "deep_prior".
+
+    Args:
+        config: a :class:`DeepPriorConfig` (None: built from ``options``).
+        **options (Any): the fields of :class:`DeepPriorConfig` as keywords, instead of
+            ``config``.
+    """
 
     name = "deep_prior"
     is_latent = True

@@ -4,7 +4,14 @@ from npkit.models.base import LatentConfig, LatentPath, NeuralProcess
 
 
 class LatentCNP(NeuralProcess):
-    """z ~ N(mu(r), sigma(r)) with r = mean_i MLP([x_i, y_i]); p(y_t | x_t, z) = likelihood(MLP([x_t, z]))."""
+    """Latent CNP: z ~ N(mu(r), sigma(r)), r = mean_i MLP([x_i, y_i]); p(y_t | x_t, z) = likelihood(MLP([x_t, z])).
+
+    Latent, with no deterministic path; registered as "lnp".
+
+    Args:
+        config: a :class:`LatentConfig` (None: built from ``options``).
+        **options (Any): the fields of :class:`LatentConfig` as keywords, instead of ``config``.
+    """
 
     name = "lnp"
     is_latent = True

@@ -68,7 +68,18 @@ class TransformerPath(nn.Module):
 
 
 class TNPD(NeuralProcess):
-    """p(y_t | x_t, C) = N(head([x_t, T(x_t; C)])), T the transformer stack (targets see the context only)."""
+    """Transformer NP, diagonal: p(y_t | x_t, C) = likelihood(head([x_t, T(x_t; C)])), T a transformer.
+
+    Targets attend to the context only, so each is predicted independently; deterministic,
+    registered as "tnpd".
+
+    Args:
+        config: a ``TNPConfig``: the fields of :class:`ModelConfig` (``r_dim`` the token width,
+            ``hidden_dim`` the feed-forward width, ``encoder_layers`` the token embedding's
+            layers, ``decoder_layers`` the head's) plus ``transformer_layers`` (blocks, default
+            6) and ``num_heads`` (default 4, dividing ``r_dim``). None: built from ``options``.
+        **options (Any): the fields of ``TNPConfig`` as keywords, instead of ``config``.
+    """
 
     name = "tnpd"
     is_latent = False

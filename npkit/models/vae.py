@@ -28,10 +28,19 @@ from npkit.options import ModelOptions, check_positive_ints
 class VAEConfig(ModelOptions):
     """Sizes and choices of the VAE.
 
-    ``layers``: linear layers of the encoder and of the decoder MLP (1: linear maps). q(z | x) has
-    std ``latent_min_sigma + softplus(raw)``; a gaussian p(x | z) has std ``min_sigma + (1 -
-    min_sigma) * softplus(raw)`` (npkit.likelihoods); bernoulli needs x in {0, 1}. ``beta``
-    weights the KL of :func:`vae_elbo`; ``num_classes > 0`` conditions on the label's one-hot.
+    Attributes:
+        x_dim: dimension of one item x (784: a flattened 28 x 28 image).
+        hidden_dim: width of the hidden layers of the encoder and decoder MLPs.
+        z_dim: dimension of the latent variable z.
+        layers: linear layers of the encoder and of the decoder MLP (1: linear maps).
+        activation: activation between layers: "relu", "sigmoid", "tanh" or "gelu".
+        likelihood: p(x | z), a key of ``npkit.LIKELIHOODS``; "bernoulli" needs x in {0, 1}.
+        min_sigma: floor of the std of a continuous p(x | z), in [0, 1):
+            ``min_sigma + (1 - min_sigma) * softplus(raw)``.
+        latent_min_sigma: floor of the std of q(z | x): ``latent_min_sigma + softplus(raw)``.
+        beta: weight of the KL term of :func:`vae_elbo`.
+        num_classes: labels of a conditional VAE, whose encoder and decoder read the label's
+            one-hot vector (0: unconditional).
     """
 
     x_dim: int = 784
@@ -75,10 +84,18 @@ class VAEOutput(NamedTuple):
 
 
 class VAE(nn.Module):
-    """Gaussian encoder q(z | x), decoder p(x | z) and prior N(0, I).
+    """Variational autoencoder: Gaussian encoder q(z | x), decoder p(x | z) and prior N(0, I).
 
-    ``VAE(config)`` or ``VAE(**options)`` with the fields of :class:`VAEConfig` (also
-    ``build_model("vae", **options)``).
+    Items are x `[batch, x_dim]` (labels `[batch]` int64 for a conditional VAE); train with
+    :func:`vae_elbo`, evaluate with :func:`importance_log_likelihood`. Registered as "vae".
+
+    Args:
+        config: a :class:`VAEConfig` (None: built from ``options``).
+        **options (Any): the fields of :class:`VAEConfig` as keywords, instead of ``config``.
+
+    Examples:
+        >>> vae = npkit.VAE(x_dim=64, z_dim=8, likelihood="bernoulli")
+        >>> images = vae.sample(16).mean      # [16, 64]
     """
 
     name: ClassVar[str] = "vae"
