@@ -46,7 +46,7 @@ def ar_log_prob(
     Target i is scored given the context and the targets before it, in their given order
     (teacher forcing); targets with ``mask_t`` False are neither scored nor conditioned on.
     Exact for deterministic models; for latent ones each factor is the mixture of
-    :func:`npkit.predict` over ``num_samples`` z, so the result is a Monte-Carlo estimate,
+    `npkit.predict` over ``num_samples`` z, so the result is a Monte-Carlo estimate,
     biased low.
 
     Args:

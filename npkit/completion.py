@@ -2,7 +2,7 @@
 models and the kNN and fitted-GP baselines on the same tasks, and the diversity of a latent
 model's samples.
 
-Tasks of :func:`fraction_tasks`: for each fraction f, the same images, each observed at the
+Tasks of `fraction_tasks`: for each fraction f, the same images, each observed at the
 first ``max(1, round(f * H * W))`` pixels of one random permutation per image (so a larger
 fraction adds pixels to a smaller one's context) and scored at every pixel (the targets include
 the context, as in the CNP paper's image experiments; at f = 1 every pixel is observed).
@@ -47,7 +47,7 @@ def fraction_tasks(
     every pixel, in ``sampler``'s coordinate and value conventions.
 
     Args:
-        sampler: the images (an :class:`ImageSampler`).
+        sampler: the images (an `ImageSampler`).
         fractions: context fractions, each in (0, 1].
         num_images: images per set, drawn without replacement with ``seed`` (the same for
             every fraction).
@@ -55,7 +55,7 @@ def fraction_tasks(
         seed: seeds the images and the pixel permutations.
 
     Returns:
-        {fraction: :class:`EvalSet`}.
+        {fraction: `EvalSet`}.
     """
     if not isinstance(sampler, ImageSampler):
         raise TypeError(f"fraction_tasks needs an ImageSampler, got {type(sampler).__name__}")
@@ -92,14 +92,14 @@ def evaluate_fractions(
 ) -> dict[str, dict[float, dict[str, float]]]:
     """Image-completion metrics per method and context fraction, models beside kNN and a fitted GP.
 
-    Every model is evaluated with :func:`npkit.evaluate`, beside kNN regression
-    (:func:`npkit.evaluate_knn`) and, with ``gp``, the RBF GP fitted per task and channel by
-    marginal likelihood (:func:`npkit.evaluate_gp`, at most ``npkit.evaluation.GP_MAX_CONTEXT``
+    Every model is evaluated with `npkit.evaluate`, beside kNN regression
+    (`npkit.evaluate_knn`) and, with ``gp``, the RBF GP fitted per task and channel by
+    marginal likelihood (`npkit.evaluate_gp`, at most ``npkit.evaluation.GP_MAX_CONTEXT``
     context pixels per task), all on the same tasks.
 
     Args:
         models: name -> model.
-        tasks: {fraction: evaluation set}, from :func:`fraction_tasks`.
+        tasks: {fraction: evaluation set}, from `fraction_tasks`.
         num_samples: z samples per task of latent models.
         knn_k: neighbours of the kNN baseline.
         gp: add the fitted GP (slow on large images).
@@ -109,7 +109,7 @@ def evaluate_fractions(
         progress: show a progress bar over the fractions.
 
     Returns:
-        {method: {fraction: metrics}}, the metrics as :func:`npkit.evaluate` returns them;
+        {method: {fraction: metrics}}, the metrics as `npkit.evaluate` returns them;
             the baselines are named "kNN (k=...)" and "GP (RBF, fitted)".
     """
     names = list(models) + [f"kNN (k={knn_k})"] + (["GP (RBF, fitted)"] if gp else [])
@@ -178,7 +178,7 @@ def sample_diversity(
 
     Args:
         model (NeuralProcess): a latent model of the images.
-        sampler: the images and their conventions (an :class:`ImageSampler`).
+        sampler: the images and their conventions (an `ImageSampler`).
         context_sizes: context pixel counts, each in [1, H * W] (None: every pixel).
         num_images: images drawn with ``seed``.
         num_samples: functions per image (>= 2).
@@ -231,7 +231,7 @@ def sample_diversity(
 
 def digit_classifier(images: Tensor, labels: Tensor, max_iter: int = 200):
     """A scikit-learn logistic-regression classifier of flattened images [N, C, H, W] (values in
-    [0, 1]) -> labels [N], for :func:`sample_diversity`."""
+    [0, 1]) -> labels [N], for `sample_diversity`."""
     from sklearn.linear_model import LogisticRegression
 
     if len(images) != len(labels):

@@ -55,7 +55,7 @@ def presets() -> list[str]:
 
 
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
-    """Read a preset by name (see :func:`presets`) or a YAML file by path, with defaults filled."""
+    """Read a preset by name (see `presets`) or a YAML file by path, with defaults filled."""
     path = Path(name_or_path)
     if not path.is_file():
         path = PRESET_DIR / f"{name_or_path}.yaml"
@@ -69,7 +69,7 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
 
 
 def complete(config: dict[str, Any], source: str | None = None) -> dict[str, Any]:
-    """Check the sections (the train/eval/plot options against :data:`SECTION_CONFIGS`) and fill
+    """Check the sections (the train/eval/plot options against `SECTION_CONFIGS`) and fill
     eval/plot defaults. Errors name ``source`` (the file), when given."""
     where = source or "config"
     if not isinstance(config, dict):

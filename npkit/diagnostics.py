@@ -12,7 +12,7 @@ Three collapse modes, and one milder symptom, are told apart (see ``docs/collaps
   for what z does that the function samples agree at the unobserved targets or far from the
   data (the critique's confident prediction at x = -4).
 
-:func:`diagnose` measures, on ``num_tasks`` tasks drawn with ``seed``:
+`diagnose` measures, on ``num_tasks`` tasks drawn with ``seed``:
 
 - ``std_context`` / ``std_full``: the posterior std of z under q(z | C) and q(z | C ∪ T), mean
   over tasks and dimensions;
@@ -52,6 +52,7 @@ from torch import Tensor
 
 from npkit.objectives import UNSCORABLE, foreign_log_prob, kl_per_dim
 from npkit.predictive import logmeanexp, sample_functions
+from npkit.rng import seeded
 
 ACTIVE_VARIANCE = 0.01  # a unit is active when Var_tasks(E_q[z_d]) exceeds this (Burda et al. 2016)
 POINT_MASS_STD = 0.05  # posterior std below this ...
@@ -62,7 +63,7 @@ FAR_RANGE = (-4.0, -3.0)  # 1D tasks: where the far spread is measured (the crit
 
 @dataclass
 class Diagnosis:
-    """The numbers of :func:`diagnose` (see the module docstring) and the verdict."""
+    """The numbers of `diagnose` (see the module docstring) and the verdict."""
 
     std_context: float
     std_full: float
@@ -174,8 +175,7 @@ def diagnose(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch.no_grad(), seeded(seed):
             q_context = model.posterior(batch.xc, batch.yc, batch.mask_c)
             q_full = model.posterior(batch.x, batch.y, batch.mask)
             (_, std_full), (mean_context, std_context) = _moments(q_full), _moments(q_context)
@@ -208,7 +208,7 @@ def diagnose(
 
 
 class CollapseMonitor:
-    """A ``fit`` callback logging :func:`diagnose` every few steps: the training curves of collapse.
+    """A ``fit`` callback logging `diagnose` every few steps: the training curves of collapse.
 
     Logs ``diag/<name>`` columns (``std_context``, ``kl``, ``active_units``, ...). Its tasks
     and z come from their own seeded generator, so training draws the same batches with or

@@ -24,6 +24,7 @@ from npkit.data.arrays import GroupedTasks, as_rows, bad_rows, check_rows
 from npkit.files import read_json, write_json
 from npkit.models import build_model
 from npkit.predictive import Rescaled, SampleMixture, sample_functions
+from npkit.rng import seeded
 from npkit.runs import CheckpointError, load_model, save_model
 
 FORMAT = "npkit-regressor"
@@ -39,16 +40,16 @@ class NPRegressor(BaseEstimator):
     units.
 
     Args:
-        model: a name for :func:`npkit.build_model` ("anp", "np", "cnp", ...).
-        steps: training steps (:func:`npkit.fit`).
+        model: a name for `npkit.build_model` ("anp", "np", "cnp", ...).
+        steps: training steps (`npkit.fit`).
         batch_size: tasks per training batch.
         lr: Adam's learning rate.
         model_options: options of the model's config (x_dim and y_dim come from the data).
-        objective: the objective, as in :func:`npkit.fit` ("auto": nll or elbo).
+        objective: the objective, as in `npkit.fit` ("auto": nll or elbo).
         objective_options: its keyword arguments.
-        train_options: other :class:`TrainConfig` fields
+        train_options: other `TrainConfig` fields
             (``{"schedule": "constant", "grad_clip": 1.0}``).
-        num_context: (low, high) of the context size per task (:class:`GroupedTasks`).
+        num_context: (low, high) of the context size per task (`GroupedTasks`).
         num_target: (low, high) of the target size per task.
         window: points per task: random runs of that many consecutive points of a group
             (None: whole groups).
@@ -109,11 +110,17 @@ class NPRegressor(BaseEstimator):
     def fit(self, X, y, groups=None) -> NPRegressor:
         """Train on rows X [n, x_dim] and y [n] or [n, y_dim] (numpy or torch); ``groups`` [n]
         labels the function each row belongs to. Returns self."""
-        from npkit.train import fit
+        from dataclasses import fields
 
-        clash = {"steps", "batch_size", "lr", "seed", "progress"} & set(self.train_options or {})
+        from npkit.train import TrainConfig, fit
+
+        given = set(self.train_options or {})
+        clash = {"steps", "batch_size", "lr", "seed", "progress"} & given
         if clash:
             raise ValueError(f"train_options {sorted(clash)} are NPRegressor parameters: set them there")
+        unknown = given - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise ValueError(f"train_options {sorted(unknown)} are not TrainConfig fields (see npkit.TrainConfig)")
         X, y_rows = as_rows("X", X), as_rows("y", y)
         observed = check_rows(X, y_rows, self.missing)
         if not observed.any():
@@ -182,7 +189,7 @@ class NPRegressor(BaseEstimator):
 
     def score(self, X, y, context=None) -> float:
         """Mean per-point predictive log-likelihood (1/n sum_i log p(y_i | x_i, context), nats, in
-        y's units) of the rows (X, y) under :meth:`predict`. Higher is better."""
+        y's units) of the rows (X, y) under `predict`. Higher is better."""
         y_rows = as_rows("y", y)
         target = torch.as_tensor(y_rows[:, 0] if self.y_vector_ else y_rows, dtype=torch.float64)
         return float(self.predict(X, context).log_prob(target).mean())
@@ -206,7 +213,7 @@ class NPRegressor(BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path) -> NPRegressor:
-        """An estimator saved by :meth:`save`, ready to predict."""
+        """An estimator saved by `save`, ready to predict."""
         path = Path(path)
         state = read_json(path / STATE, CheckpointError)
         if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("version") != VERSION:
@@ -276,6 +283,5 @@ def _seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         yield

@@ -257,10 +257,10 @@ def evaluate(
 
     Args:
         model (NeuralProcess): the model, on any device (batches are moved to it).
-        batches (EvalSet | list[Batch]): an :class:`EvalSet` or a list of batches, with ``yt``.
+        batches (EvalSet | list[Batch]): an `EvalSet` or a list of batches, with ``yt``.
         num_samples: z samples per task of latent models.
         progress: show a progress bar.
-        autoregressive: add ``tar_ll_ar``, the autoregressive joint (:func:`npkit.ar_log_prob`;
+        autoregressive: add ``tar_ll_ar``, the autoregressive joint (`npkit.ar_log_prob`;
             n_target forward passes' worth of work per batch).
 
     Returns:
@@ -306,7 +306,7 @@ def evaluate_gp(
     max_context: int | None = GP_MAX_CONTEXT,
     prior: GPSampler | None = None,
 ) -> dict[str, float]:
-    """The metrics of :func:`evaluate` for an exact GP: the oracle, a fitted GP or the Bayes-optimal one.
+    """The metrics of `evaluate` for an exact GP: the oracle, a fitted GP or the Bayes-optimal one.
 
     ``kind="bayes"`` is the Bayes-optimal predictive, which no model can beat in expectation;
     its ``tar_ll`` is the mixture's per-point marginal and ``tar_ll_gaussian`` that of the
@@ -326,22 +326,22 @@ def evaluate_gp(
     (ValueError); points masked out by ``mask_t`` are not scored.
 
     Args:
-        evalset: the tasks, with their generating GPs for the oracle (:func:`make_eval_set`,
-            :func:`cached_eval_set`).
+        evalset: the tasks, with their generating GPs for the oracle (`make_eval_set`,
+            `cached_eval_set`).
         kind: "oracle": the true per-task kernel and noise of each batch (``evalset.gps``);
             "fitted": a GP of the same kernel family (RBF when the set has no generating GPs,
             e.g. images) fitted per task to the context by marginal likelihood
-            (:func:`npkit.fit_gp`); "bayes": the GP averaged over the posterior of the
-            hyper-parameters under ``prior`` (:func:`npkit.hyper_marginal_gp`).
+            (`npkit.fit_gp`); "bayes": the GP averaged over the posterior of the
+            hyper-parameters under ``prior`` (`npkit.hyper_marginal_gp`).
         fit_steps: Adam steps of each fit ("fitted"; 0: GPyTorch's default hyper-parameters).
         fit_restarts: initial length scales tried per task ("fitted").
         progress: show a progress bar.
         max_context: most context points per task the fitted GP is fitted to and conditioned
             on (a random subset beyond; None: all).
-        prior: the :class:`GPSampler` that drew the set ("bayes" only).
+        prior: the `GPSampler` that drew the set ("bayes" only).
 
     Returns:
-        The metrics of :func:`evaluate` (no ``tar_ll_joint_iw``; ``tar_ll_gaussian`` for
+        The metrics of `evaluate` (no ``tar_ll_joint_iw``; ``tar_ll_gaussian`` for
             "bayes").
     """
     if kind not in ("oracle", "fitted", "bayes"):
@@ -427,7 +427,7 @@ def _gp_metrics(mvn, batch: Batch) -> dict[str, float]:
         # their constant -0.5 log(2 pi) each: the density of the real points only.
         keep = batch.mask_t.to(torch.float64).unsqueeze(1)  # [B, 1, Nt]
         pair = keep.unsqueeze(-1) * keep.unsqueeze(-2)
-        eye = torch.eye(cov_t.shape[-1], dtype=torch.float64)
+        eye = torch.eye(cov_t.shape[-1], dtype=torch.float64, device=cov_t.device)
         cov_t = cov_t * pair + eye * (1 - keep).unsqueeze(-1)
         y_t = torch.where(batch.mask_t.unsqueeze(1), y_t, mean_t)
         const = 0.5 * math.log(2 * math.pi) * c * (~batch.mask_t).sum(1).to(torch.float64)
@@ -437,7 +437,7 @@ def _gp_metrics(mvn, batch: Batch) -> dict[str, float]:
 
 
 def evaluate_knn(batches, k: int = 5, min_std: float = MIN_STD, progress: bool = False) -> dict[str, float]:
-    """The metrics of :func:`evaluate` for k-nearest-neighbour regression in input space.
+    """The metrics of `evaluate` for k-nearest-neighbour regression in input space.
 
     Per task and point, a Gaussian with the mean of the k = min(k, Nc) nearest context values
     and their standard deviation, floored at ``min_std`` (kNN has no likelihood of its own; see
@@ -446,13 +446,13 @@ def evaluate_knn(batches, k: int = 5, min_std: float = MIN_STD, progress: bool =
     Points are independent, so ``tar_ll_joint`` equals ``tar_ll``.
 
     Args:
-        batches (EvalSet | list[Batch]): an :class:`EvalSet` or a list of batches, with ``yt``.
+        batches (EvalSet | list[Batch]): an `EvalSet` or a list of batches, with ``yt``.
         k: neighbours per point.
         min_std: floor of the predictive std.
         progress: show a progress bar.
 
     Returns:
-        The metrics of :func:`evaluate` (no ``tar_ll_joint_iw``).
+        The metrics of `evaluate` (no ``tar_ll_joint_iw``).
     """
     per_batch = []
     for batch in tqdm(batches, desc="evaluate_knn", disable=not progress):
@@ -472,7 +472,7 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     """Format metrics as a plain-text table: one row per method, one column per metric.
 
     Args:
-        results: method name -> its metrics (as :func:`evaluate` returns them); columns are
+        results: method name -> its metrics (as `evaluate` returns them); columns are
             the metrics of ``METRICS`` that occur, then any others sorted.
 
     Returns:

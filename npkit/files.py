@@ -54,7 +54,7 @@ def read_json(path: Path, error: type[FileError] = FileError) -> Any:
 
 
 def read_tensors(path: Path, error: type[FileError] = FileError) -> dict[str, Tensor]:
-    """The tensors in the safetensors file ``path`` (on the CPU); ``error`` as in :func:`read_json`."""
+    """The tensors in the safetensors file ``path`` (on the CPU); ``error`` as in `read_json`."""
     path = Path(path)
     if not path.is_file():
         raise error(f"missing file {path}")

@@ -112,8 +112,8 @@ class GaussianMixture(Likelihood):
     """A mixture of K Gaussians per point and output dimension.
 
     The parameters `[..., n_points, 3 K y_dim]` are (logits, means, raw stds), each
-    `[..., n_points, y_dim, K]` in that order; each std is floored as :class:`Gaussian`'s. With
-    K = 1 the logits are ignored and the head equals :class:`Gaussian`'s.
+    `[..., n_points, y_dim, K]` in that order; each std is floored as `Gaussian`'s. With
+    K = 1 the logits are ignored and the head equals `Gaussian`'s.
 
     Args:
         components: K, the Gaussians per point and output dimension.
@@ -157,7 +157,7 @@ class StudentTHead(Likelihood):
     """Independent Student-t per output dimension, for heavy-tailed outputs.
 
     Parameters per point: (loc, raw scale, raw df), each `[..., n_points, y_dim]`; the scale is
-    floored as :class:`Gaussian`'s std and df = 2 + softplus(raw) > 2 (finite variance). Its
+    floored as `Gaussian`'s std and df = 2 + softplus(raw) > 2 (finite variance). Its
     ``cdf`` (for coverage) uses scipy and carries no gradient.
 
     Args:

@@ -14,7 +14,7 @@ The KL of the ELBO is analytic where torch has one registered for the posterior 
 then per latent dimension, for free bits); otherwise, e.g. for a posterior wrapped in a normalising
 flow, it is the Monte-Carlo estimate mean_s [log q(z_s) - log p(z_s)] from the ELBO's own samples.
 ``fit`` also takes any callable ``(model, batch[, step]) -> LossOutput | Tensor``, such as
-:class:`KLAnnealing`.
+`KLAnnealing`.
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def iwae(
         batch: the tasks, with target outputs ``yt``.
         num_samples: S, the importance samples.
         proposal: r: "posterior" for q(z | C ∪ T), "context" for p(z | C) (weights 1: the
-            maximum-likelihood objective :func:`ml`).
+            maximum-likelihood objective `ml`).
         include_context: score ``context ∪ targets`` (the convention of the published 1D GP
             benchmarks); False scores the targets only.
 
@@ -290,7 +290,7 @@ def iwae(
 
 
 def ml(model: NeuralProcess, batch: Batch, num_samples: int = 16, include_context: bool = True) -> LossOutput:
-    """Maximum-likelihood objective of a latent model: :func:`iwae` with proposal p(z | C).
+    """Maximum-likelihood objective of a latent model: `iwae` with proposal p(z | C).
 
     -1/N log 1/S sum_s p(y | z_s, C), z_s ~ p(z | C) (Foong et al. 2020).
 
@@ -333,8 +333,8 @@ def statistician_elbo_terms(model: NeuralStatistician, batch: SetBatch) -> dict[
 
 
 def statistician_elbo(model: NeuralStatistician, batch: SetBatch) -> LossOutput:
-    """Negative ELBO per item of the Neural Statistician on a :class:`~npkit.data.sets.SetBatch`;
-    ``kl`` is the context and latent KLs together (see :func:`statistician_elbo_terms`)."""
+    """Negative ELBO per item of the Neural Statistician on a `SetBatch`;
+    ``kl`` is the context and latent KLs together (see `statistician_elbo_terms`)."""
     terms = statistician_elbo_terms(model, batch)
     kl = terms["kl_c"] + terms["kl_z"].sum()
     return LossOutput(-(terms["log_lik"] - kl), terms["log_lik"], kl)
@@ -365,8 +365,8 @@ def vae_elbo(model: VAE, batch: VectorBatch, num_samples: int = 1) -> LossOutput
     with ``beta`` from the model's config and the KL analytic.
 
     Args:
-        model: a :class:`VAE`.
-        batch: a :class:`~npkit.data.vectors.VectorBatch`: items x `[batch, x_dim]` (and
+        model: a `VAE`.
+        batch: a `VectorBatch`: items x `[batch, x_dim]` (and
             labels `[batch]` for a conditional VAE).
         num_samples: S, the z samples per item.
 
@@ -389,7 +389,7 @@ def importance_log_likelihood(model: VAE, x: Tensor, num_samples: int = 500, lab
     grows as K * batch * x_dim: chunk large test sets over images.
 
     Args:
-        model: a :class:`VAE`.
+        model: a `VAE`.
         x: the items `[batch, x_dim]`.
         num_samples: K, the importance samples per item.
         labels: `[batch]` int64 labels for a conditional VAE (ignored by an unconditional one).
@@ -455,12 +455,12 @@ def get_objective(name: str, model: NeuralProcess | None = None, **options) -> O
 class KLAnnealing:
     """The ELBO with a KL weight rising linearly from 0 to ``beta`` over the first steps.
 
-    A step objective ``(model, batch, step) -> LossOutput`` for :func:`npkit.fit`.
+    A step objective ``(model, batch, step) -> LossOutput`` for `npkit.fit`.
 
     Args:
         warmup_steps: steps over which the KL weight rises to ``beta`` (>= 1).
         beta: the final KL weight.
-        **options (Any): the other keyword arguments of :func:`elbo` (``num_samples``,
+        **options (Any): the other keyword arguments of `elbo` (``num_samples``,
             ``prior``, ``free_bits``, ``include_context``).
 
     Examples:
@@ -506,9 +506,9 @@ class _StepObjective:
 
 
 def as_step_objective(objective: str | Callable, model: NeuralProcess, **options) -> StepObjective:
-    """``objective`` (a name for :func:`get_objective` with ``options``, or a callable
+    """``objective`` (a name for `get_objective` with ``options``, or a callable
     ``(model, batch[, step])``) as a callable ``(model, batch, step) -> LossOutput``. The
-    ``elbo`` also takes ``warmup_steps`` (so configs can ask for it): :class:`KLAnnealing`."""
+    ``elbo`` also takes ``warmup_steps`` (so configs can ask for it): `KLAnnealing`."""
     if isinstance(objective, str):
         if "warmup_steps" in options:
             if objective != "elbo":

@@ -41,7 +41,7 @@ def _fixed_tuple(annotation: Any) -> bool:
 
 
 def checkable(annotation: Any) -> bool:
-    """Whether ``annotation`` is built only from the types :func:`conform` knows."""
+    """Whether ``annotation`` is built only from the types `conform` knows."""
     if annotation in _SCALARS:
         return True
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -84,7 +84,7 @@ def _scalar_fits(value: Any, annotation: Any) -> bool:
 
 def conform(value: Any, annotation: Any) -> Any:
     """``value`` as ``annotation`` (a list becomes a tuple for a tuple annotation), or
-    ``_MISMATCH`` when it does not fit. ``annotation`` must be :func:`checkable`."""
+    ``_MISMATCH`` when it does not fit. ``annotation`` must be `checkable`."""
     if annotation in _SCALARS:
         return value if _scalar_fits(value, annotation) else _MISMATCH
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -138,7 +138,7 @@ def check_options(cls: type, values: dict[str, Any], what: str) -> dict[str, Any
 
 
 def from_options(cls: type[T], values: dict[str, Any], what: str, qualify: bool = False) -> T:
-    """Build dataclass ``cls`` from ``values`` checked by :func:`check_options`. With
+    """Build dataclass ``cls`` from ``values`` checked by `check_options`. With
     ``qualify``, a ``ValueError`` of the class's own validation that starts with a field name
     gets ``what.`` in front of it (``plot.num_tasks must be ...``), as config errors do."""
     checked = check_options(cls, values, what)

@@ -28,6 +28,7 @@ from npkit.data.gp import TrueGP
 from npkit.data.images import ImageSampler, pixel_grid
 from npkit.models.base import NeuralProcess
 from npkit.predictive import SampleMixture, per_sample, predict, sample_functions
+from npkit.rng import seeded
 from npkit.tasks import Batch
 
 DPI = 100
@@ -97,10 +98,8 @@ def _predicting(model: NeuralProcess, seed: int) -> Iterator[torch.device]:
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    devices = [device] if device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(seed)
+        with seeded(seed), torch.no_grad():
             yield device
     finally:
         model.train(was_training)
@@ -158,7 +157,7 @@ def predictions_figure(
     oracle_grid: int | None = None,
     autoregressive: int = 0,
 ) -> Figure:
-    """The figure of :func:`plot_predictions`."""
+    """The figure of `plot_predictions`."""
     _check_1d(model)
     if num_tasks < 1:
         raise ValueError(f"num_tasks must be >= 1, got {num_tasks}")
@@ -273,7 +272,7 @@ def prior_figure(
     seed: int = 0,
     title: str | None = None,
 ) -> Figure:
-    """The figure of :func:`plot_prior_samples`."""
+    """The figure of `plot_prior_samples`."""
     _check_1d(model)
     grid = torch.linspace(*x_range, grid_size)  # [G]
     with _predicting(model, seed) as device:
@@ -388,7 +387,7 @@ def default_smoothing(num_points: int) -> float:
 
 
 def training_curves_figure(csv_path: str | Path, title: str | None = None, smoothing: float | None = None) -> Figure:
-    """The figure of :func:`plot_training_curves`."""
+    """The figure of `plot_training_curves`."""
     metrics = read_metrics(csv_path)
     if not metrics:
         raise ValueError(f"{csv_path} has no numeric metric columns besides 'step'")
@@ -492,7 +491,7 @@ def completion_figure(
     seed: int = 0,
     title: str | None = None,
 ) -> Figure:
-    """The figure of :func:`plot_completion`."""
+    """The figure of `plot_completion`."""
     _check_image(model, image)
     if num_samples < 0:
         raise ValueError(f"num_samples must be >= 0, got {num_samples}")
@@ -583,7 +582,7 @@ def plot_completion(
 
     Args:
         model: a model of images with x_dim = 2 and y_dim = channels.
-        sampler: the :class:`ImageSampler` whose coordinate and value conventions the model
+        sampler: the `ImageSampler` whose coordinate and value conventions the model
             was trained with.
         image: the image `[channels, height, width]` (1 grey or 3 RGB), values in [0, 1].
         path: the PNG file to write (folders are created).
@@ -600,7 +599,7 @@ def plot_completion(
 
 
 def fractions_figure(results: dict[str, dict[float, dict[str, float]]], title: str | None = None) -> Figure:
-    """The figure of :func:`plot_fractions`."""
+    """The figure of `plot_fractions`."""
     fig, axes = _figure(2, 2)
     for name, per in results.items():
         fractions = sorted(per)
@@ -637,7 +636,7 @@ def plot_fractions(
     does not flatten the rest.
 
     Args:
-        results: {method: {fraction: metrics}}, as :func:`npkit.evaluate_fractions` returns.
+        results: {method: {fraction: metrics}}, as `npkit.evaluate_fractions` returns.
         path: the PNG file to write (folders are created).
         title: heads the figure (None: no title).
 

@@ -37,7 +37,7 @@ def plot_posterior_means(
     title: str | None = None,
 ) -> Path:
     """One scatter per panel {"untrained": (means [N, c_dim], labels [N], silhouette), ...} of the
-    posterior means of c in 2D (:func:`two_dims`), coloured by label (``names[label]`` in the legend),
+    posterior means of c in 2D (`two_dims`), coloured by label (``names[label]`` in the legend),
     the silhouette in the panel's title."""
     fig, axes = _figure(len(panels), max_cols=len(panels))
     for ax, (panel, (means, labels, score)) in zip(axes, panels.items()):
@@ -75,7 +75,7 @@ def plot_spatial_summaries(
     title: str | None = None,
 ) -> Path:
     """A row per set of x [rows, n_items, 2]: the set with its ``k``-point summary
-    (:func:`npkit.statistician_eval.summary_points`) highlighted, then ``num_samples`` sets of
+    (`npkit.statistician_eval.summary_points`) highlighted, then ``num_samples`` sets of
     n_items points generated from the mean of q(c | set) (the observation model's means)."""
     rows = x.shape[0]
     torch.manual_seed(seed)
@@ -138,7 +138,7 @@ def plot_statistician(
     ``num_datasets`` sets of ``sets`` for the untrained and the trained model (posterior-means.png)
     and, given ``every_class`` (the evaluation split with every class): for point sets,
     ``num_rows`` of its digits with their summaries and conditional samples
-    (spatial-summaries.png); for sets of images (:class:`~npkit.data.sets.ClassSets`), ``num_rows``
+    (spatial-summaries.png); for sets of images (`ClassSets`), ``num_rows``
     sets with images generated given each (class-samples.png). Returns the paths written."""
     from npkit.statistician_eval import posterior_means, silhouette
 

@@ -185,7 +185,7 @@ def predict(
 ) -> Distribution:
     """The per-point predictive p(y_t | x_t, C) of any model.
 
-    For latent models the equal-weight mixture (:class:`SampleMixture`) over ``num_samples``
+    For latent models the equal-weight mixture (`SampleMixture`) over ``num_samples``
     z ~ p(z | C); for deterministic ones the model's own predictive.
 
     Args:
@@ -216,7 +216,7 @@ def sample_functions(
 
     One z ~ p(z | C) per function, then the predictive mean given z (``noise=False``) or a draw
     with observation noise. Deterministic models have no joint over targets (see
-    :func:`npkit.ar_sample` for one).
+    `npkit.ar_sample` for one).
 
     Args:
         model (NeuralProcess): a latent model.

@@ -8,8 +8,8 @@
 Both callables take one npkit batch and register the npkit module with ``pyro.module``, so SVI
 trains its parameters in place. Sites: ``z`` (one per task or item, in ``pyro.plate("data")``)
 and the observed ``y`` (NPs) or ``x`` (VAEs). Pyro's ELBO sums over the batch, while npkit's
-objectives average per point (:func:`npkit.objectives.elbo`) or per image
-(:func:`npkit.objectives.vae_elbo`): divide Pyro's loss by the batch's points (or images).
+objectives average per point (`npkit.objectives.elbo`) or per image
+(`npkit.objectives.vae_elbo`): divide Pyro's loss by the batch's points (or images).
 """
 
 from __future__ import annotations
@@ -48,11 +48,11 @@ def vae_model_guide(vae: VAE, name: str = "vae") -> tuple[Callable, Callable]:
     """A VAE as a Pyro ``model(batch)`` and ``guide(batch)`` for ``pyro.infer.SVI``.
 
     Model: z ~ N(0, I), x ~ p(x | z) observed; guide: z ~ q(z | x), both on a
-    :class:`~npkit.data.vectors.VectorBatch`. Both z sites are scaled by the config's ``beta``,
-    so -ELBO / batch equals :func:`npkit.vae_elbo` (analytic KL with ``TraceMeanField_ELBO``).
+    `VectorBatch`. Both z sites are scaled by the config's ``beta``,
+    so -ELBO / batch equals `npkit.vae_elbo` (analytic KL with ``TraceMeanField_ELBO``).
 
     Args:
-        vae: the :class:`VAE` whose networks both callables use (trained in place).
+        vae: the `VAE` whose networks both callables use (trained in place).
         name: the name the VAE is registered under with ``pyro.module``.
 
     Returns:
@@ -81,10 +81,10 @@ def vae_model_guide(vae: VAE, name: str = "vae") -> tuple[Callable, Callable]:
 def np_model_guide(np_model: NeuralProcess, name: str = "np") -> tuple[Callable, Callable]:
     """A latent Neural Process as a Pyro ``model(batch)`` and ``guide(batch)`` for ``pyro.infer.SVI``.
 
-    Both take a :class:`~npkit.tasks.Batch` with ``yt``. Model: z ~ p(z | C) =
+    Both take a `Batch` with ``yt``. Model: z ~ p(z | C) =
     ``posterior(xc, yc)`` (the conditional prior), then y over context ∪ targets observed under
     p(y | x, z, C). Guide: z ~ q(z | C ∪ T) = ``posterior(x, y)``. -ELBO / (batch * n_points)
-    equals :func:`npkit.elbo` with ``prior="conditional"`` (unmasked batches; masked points are
+    equals `npkit.elbo` with ``prior="conditional"`` (unmasked batches; masked points are
     left out of both).
 
     Any guide over the site ``z`` (batch `[batch]`, event `[z_dim]`) may replace this one, e.g.
@@ -139,10 +139,10 @@ def train_svi(
 
     Clears Pyro's parameter store first (stale parameters of the same names would replace the
     module's). Each step's batch generator and torch's global seed (the z draws) come from
-    (``seed``, step) exactly as in :func:`npkit.fit`, so both see the same batches and noise.
+    (``seed``, step) exactly as in `npkit.fit`, so both see the same batches and noise.
 
     Args:
-        model: a Pyro model taking one batch (:func:`np_model_guide`, :func:`vae_model_guide`).
+        model: a Pyro model taking one batch (`np_model_guide`, `vae_model_guide`).
         guide: its guide.
         sampler (TaskSampler): anything with ``sample(batch_size, generator)``.
         steps: SVI steps (>= 1).
@@ -181,13 +181,13 @@ def train_vae_svi(
     progress: bool = True,
     loss: pyro.infer.ELBO | None = None,
 ) -> list[float]:
-    """Train a VAE with Pyro SVI (:func:`vae_model_guide`, then :func:`train_svi`).
+    """Train a VAE with Pyro SVI (`vae_model_guide`, then `train_svi`).
 
     Batches are moved to the device of the VAE's parameters.
 
     Args:
-        vae: the :class:`VAE`, trained in place.
-        sampler (Any): a sampler of :class:`~npkit.data.vectors.VectorBatch` (anything with
+        vae: the `VAE`, trained in place.
+        sampler (Any): a sampler of `VectorBatch` (anything with
             ``sample(batch_size, generator)``).
         steps: SVI steps (>= 1).
         batch_size: items per batch (>= 1).

@@ -187,7 +187,7 @@ def save_model(model: NeuralProcess, directory: str | Path) -> Path:
 
 
 def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> NeuralProcess:
-    """Rebuild a model saved by :func:`save_model` (or the model of a training checkpoint).
+    """Rebuild a model saved by `save_model` (or the model of a training checkpoint).
 
     Args:
         directory: the folder holding ``model.safetensors`` and ``config.json`` (a run's

@@ -14,7 +14,7 @@ from npkit.options import check_positive_ints, from_options
 
 @dataclass
 class TrainConfig:
-    """Loop settings of :func:`npkit.fit` (the ``train`` section of a run config).
+    """Loop settings of `npkit.fit` (the ``train`` section of a run config).
 
     ``fit`` also takes these fields as keywords (``fit(model, data, steps=2000, lr=1e-3)``).
 

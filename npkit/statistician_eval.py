@@ -1,15 +1,15 @@
 """What a trained Neural Statistician has learnt about datasets (Edwards & Storkey 2017, section 5).
 
-- :func:`posterior_means`, :func:`silhouette`, :func:`knn_accuracy`: the means of q(c | D) of many
+- `posterior_means`, `silhouette`, `knn_accuracy`: the means of q(c | D) of many
   datasets, how well they cluster by the family or class each dataset came from, and how well
-  that label can be read off them; :func:`sample_moments`: the reference features (mean, std,
+  that label can be read off them; `sample_moments`: the reference features (mean, std,
   skewness, kurtosis of each 1D set) to read the same labels from;
-- :func:`few_shot_accuracy`: classes never seen in training told apart by the nearest posterior
+- `few_shot_accuracy`: classes never seen in training told apart by the nearest posterior
   mean of c, from k examples per class, on point sets (each image one set; reference features:
-  :func:`occupancy_histogram`) or on sets of images (the k images of a class one set, each query a
-  set of one image; reference features: :func:`mean_item`, the nearest class-mean image);
-- :func:`summary_points`: the few items of a set that best stand for all of it;
-- :func:`elbo_on`: the ELBO terms on held-out datasets.
+  `occupancy_histogram`) or on sets of images (the k images of a class one set, each query a
+  set of one image; reference features: `mean_item`, the nearest class-mean image);
+- `summary_points`: the few items of a set that best stand for all of it;
+- `elbo_on`: the ELBO terms on held-out datasets.
 
 Shapes: a set is x [n_items, x_dim], a batch of sets x [batch, n_items, x_dim]. Every function
 runs the model in eval mode (restoring its mode after), as batch normalisation needs.
@@ -121,9 +121,9 @@ def occupancy_histogram(x: Tensor, bins: int = 8) -> Tensor:
 
 def mean_item(x: Tensor) -> Tensor:
     """The mean item of each set x [batch, n_items, D] -> [batch, D] (float64): on
-    :class:`~npkit.data.sets.ClassSets` the mean image of a class's examples, so that
+    `ClassSets` the mean image of a class's examples, so that
     ``few_shot_accuracy(mean_item, ...)`` is the nearest class-mean in pixel space, the plain
-    baseline a learnt c of sets of images is compared with (as :func:`occupancy_histogram` is for
+    baseline a learnt c of sets of images is compared with (as `occupancy_histogram` is for
     point sets)."""
     if x.dim() != 3:
         raise ValueError(f"x must be sets [batch, n_items, x_dim], got {list(x.shape)}")
@@ -141,7 +141,7 @@ def few_shot_accuracy(
 ) -> dict[int, dict[str, float]]:
     """Few-shot classification by the nearest posterior mean of c, per number of ``shots``.
     ``model`` is a statistician, or any callable x [B, N, D] -> features [B, F] to score instead
-    (a reference such as :func:`occupancy_histogram` or :func:`mean_item`).
+    (a reference such as `occupancy_histogram` or `mean_item`).
 
     Each episode draws ``ways`` classes of ``sets`` and, per class, ``shots + queries`` distinct
     images; ``sets.support_sets`` and ``sets.query_sets`` turn them into datasets. Point sets:
@@ -207,7 +207,7 @@ def summary_points(model, x: Tensor, k: int = 6) -> Tensor:
 @in_eval_mode
 @torch.no_grad()
 def elbo_on(model, sampler, num_datasets: int = 512, batch_size: int = 64, seed: int = 0) -> dict[str, float]:
-    """The ELBO terms of :func:`npkit.objectives.statistician_elbo_terms` (per item) averaged over
+    """The ELBO terms of `npkit.objectives.statistician_elbo_terms` (per item) averaged over
     ``num_datasets`` sets from ``sampler`` (generator and latent samples seeded by ``seed``):
     {"elbo", "log_lik", "kl_c", "kl_z"} with kl_z summed over the layers."""
     generator = torch.Generator().manual_seed(seed)
@@ -224,9 +224,9 @@ def elbo_on(model, sampler, num_datasets: int = 512, batch_size: int = 64, seed:
 def evaluate_sets(
     model, sets, num_datasets: int, seed: int, every_class: PointSets | ClassSets | None = None, **few_shot
 ) -> tuple[str, dict]:
-    """``npkit eval`` of a statistician: the held-out ELBO terms (:func:`elbo_on`) and the silhouette
-    of the posterior means by label (:func:`silhouette`) on ``num_datasets`` sets of ``sets``, and,
-    given ``every_class`` (the evaluation split with every class), :func:`few_shot_accuracy` on
+    """``npkit eval`` of a statistician: the held-out ELBO terms (`elbo_on`) and the silhouette
+    of the posterior means by label (`silhouette`) on ``num_datasets`` sets of ``sets``, and,
+    given ``every_class`` (the evaluation split with every class), `few_shot_accuracy` on
     its classes that ``sets`` lacks (on all of them when ``sets`` has every class) with the
     options ``few_shot``. Returns a printable report and the results as a dict."""
     results: dict = {"elbo": elbo_on(model, sets, num_datasets, seed=seed)}

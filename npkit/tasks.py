@@ -16,7 +16,7 @@ _VALIDATED = ContextVar("npkit_inputs_validated", default=False)
 @contextmanager
 def validated_inputs() -> Iterator[None]:
     """Within this block, models skip the value checks (NaN / inf) of their inputs: the caller
-    has validated them already (every :class:`Batch` is checked once, when it is built). Shape
+    has validated them already (every `Batch` is checked once, when it is built). Shape
     checks, which need no device sync, still run."""
     token = _VALIDATED.set(True)
     try:
@@ -27,7 +27,7 @@ def validated_inputs() -> Iterator[None]:
 
 def check_tensor(name: str, value: Tensor, *, ndim: int = 3) -> None:
     """Raise a ``ValueError`` naming ``name`` unless ``value`` is a finite float tensor of ``ndim``
-    (the finiteness check, a device sync, is skipped inside :func:`validated_inputs`)."""
+    (the finiteness check, a device sync, is skipped inside `validated_inputs`)."""
     if not isinstance(value, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if value.dim() != ndim:

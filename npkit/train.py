@@ -229,10 +229,10 @@ def fit(
         objective: a name in ``npkit.OBJECTIVES`` or "auto" (``nll`` for deterministic models,
             ``elbo`` for latent ones), or any callable ``(model, batch) -> loss`` or
             ``(model, batch, step) -> loss`` (a step-dependent KL weight, say), where loss is
-            a :class:`LossOutput` or a scalar tensor.
+            a `LossOutput` or a scalar tensor.
         objective_options: keyword arguments of a named objective (``{"num_samples": 4}``;
-            ``warmup_steps`` turns the ``elbo`` into :class:`KLAnnealing`).
-        config: the loop settings (None: the defaults of :class:`TrainConfig`).
+            ``warmup_steps`` turns the ``elbo`` into `KLAnnealing`).
+        config: the loop settings (None: the defaults of `TrainConfig`).
         run_dir: a folder for CSV (and TensorBoard) logs, checkpoints and the final model
             (``run_dir/model``); its lock is held while training (None: nothing is written).
         resume: continue from the latest checkpoint in ``run_dir`` after checking that no
@@ -241,7 +241,7 @@ def fit(
             schedule from ``lr`` over the remaining steps.
         callbacks: callables ``(step, model, output)`` run after every optimiser step; a dict
             they return is logged at that step (rank 0).
-        **options (Any): :class:`TrainConfig` fields overriding ``config``
+        **options (Any): `TrainConfig` fields overriding ``config``
             (``fit(model, data, steps=2000, lr=1e-3)``).
 
     Returns:
@@ -305,7 +305,7 @@ def _train(
     extend: bool,
     callbacks: Sequence[Callback],
 ) -> list[dict[str, float]]:
-    """The loop of :func:`fit`, once settings and the resume point are checked."""
+    """The loop of `fit`, once settings and the resume point are checked."""
     from lightning_fabric import Fabric
 
     fabric = Fabric(

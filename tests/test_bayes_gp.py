@@ -110,6 +110,8 @@ def test_bad_input():
     x, y = _task("rbf")
     with pytest.raises(ValueError, match="non-periodic"):
         hyper_marginal_gp(make_sampler("gp1d", kernel="periodic"), x, y, 3)
+    with pytest.raises(ValueError, match=r"kernels=\('rbf', 'matern52'\)"):  # a kernel mixture: not one prior
+        hyper_marginal_gp(make_sampler("gp1d", kernels=("rbf", "matern52")), x, y, 3)
     with pytest.raises(ValueError, match="num_context"):
         hyper_marginal_gp(make_sampler("gp1d"), x, y, 13)
     with pytest.raises(ValueError, match=r"x and y \[B, N, 1\]"):

@@ -177,6 +177,8 @@ def test_wrong_shapes_are_named():
         est.predict(X[:3], context=X[:3])
     with pytest.raises(ValueError, match=r"train_options \['steps'\] are NPRegressor parameters"):
         regressor("cnp", train_options={"steps": 3}).fit(X, y, groups=groups)
+    with pytest.raises(ValueError, match=r"train_options \['run_dir'\] are not TrainConfig fields"):
+        regressor("cnp", train_options={"run_dir": "elsewhere"}).fit(X, y, groups=groups)
 
 
 def test_an_interrupted_fit_resumes_from_its_run_dir(tmp_path):

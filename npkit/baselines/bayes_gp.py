@@ -86,6 +86,11 @@ def hyper_marginal_gp(
         A ``HyperMarginal``: per-point ``log_prob``, ``gaussian_log_prob``, ``mean``,
             ``variance``, ``cdf`` `[batch, n_points]` and the targets' ``joint_log_prob`` `[batch]`.
     """
+    if getattr(prior, "kernels", ()):
+        raise ValueError(
+            f"hyper_marginal_gp integrates one kernel's hyper-parameters; prior draws from kernels={prior.kernels!r}: "
+            "pass a sampler with one kernel (replace(prior, kernels=()))"
+        )
     if prior.kernel in PERIODIC_KERNELS:
         raise ValueError(f"hyper_marginal_gp supports non-periodic kernels, got {prior.kernel!r} (see module doc)")
     if x.dim() != 3 or x.shape[-1] != 1 or y.shape != x.shape:

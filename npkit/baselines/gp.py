@@ -24,7 +24,7 @@ def gp_posterior(gp: TrueGP, xc: Tensor, yc: Tensor, xq: Tensor) -> Multivariate
 
     Args:
         gp: the kernel, per-task hyper-parameters and noise (``gp.noise_std``: a float, or a
-            tensor `[batch]` of per-task values as :func:`fit_gp` returns).
+            tensor `[batch]` of per-task values as `fit_gp` returns).
         xc: context inputs `[batch, n_context, x_dim]`.
         yc: context outputs `[batch, n_context, 1]`.
         xq: query inputs `[batch, n_query, x_dim]`.
@@ -201,7 +201,7 @@ def _best_restart(gp: TrueGP, score: Tensor) -> TrueGP:
 def fitted_gp(batch: Batch, xq: Tensor, kernel: str = "rbf", steps: int = 100, restarts: int = 4) -> MultivariateNormal:
     """The predictive of a GP fitted per task to a batch's context, at the query points.
 
-    :func:`fit_gp` on the context, then :func:`gp_posterior`.
+    `fit_gp` on the context, then `gp_posterior`.
 
     Args:
         batch: the tasks (outputs with y_dim = 1).

@@ -1,6 +1,6 @@
 """Tasks from your own data: rows ``(x, y)`` in groups (a series, a station, a curve), each group
 one function. ``TaskSampler.from_arrays(X, y, groups=...)`` and ``TaskSampler.from_dataframe(df,
-x=[...], y=[...], group=...)`` build a :class:`GroupedTasks`.
+x=[...], y=[...], group=...)`` build a `GroupedTasks`.
 
     tasks = TaskSampler.from_arrays(X, y, groups=station, num_context=(3, 50))
     batch = tasks.sample(16, generator)     # ragged: padded, with mask_c / mask_t
@@ -79,7 +79,7 @@ class GroupedTasks:
     of it, shuffles those n points and splits them: Nc ~ U{num_context[0], min(num_context[1],
     n - num_target[0])} context points, then Nt ~ U{num_target[0], min(num_target[1], n - Nc)}
     targets, drawn per task, so a batch is ragged: padded, with ``mask_c`` / ``mask_t``. Build
-    it with :meth:`from_arrays` or :meth:`from_dataframe` rather than directly.
+    it with `from_arrays` or `from_dataframe` rather than directly.
 
     Attributes:
         x: inputs `[n_groups, max_points, x_dim]`, padded to the longest group.
@@ -182,7 +182,7 @@ class GroupedTasks:
     @classmethod
     def from_dataframe(cls, df, x, y, group=None, **options) -> GroupedTasks:
         """Tasks from the columns of a pandas DataFrame: ``x`` and ``y`` column names (a name or a
-        list), ``group`` the column labelling each row's group. ``options`` as in :meth:`from_arrays`."""
+        list), ``group`` the column labelling each row's group. ``options`` as in `from_arrays`."""
         try:
             import pandas as pd
         except ImportError:

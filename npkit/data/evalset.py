@@ -116,7 +116,7 @@ def save_eval_set(evalset: EvalSet, path: str | os.PathLike) -> None:
 
 
 def load_eval_set(path: str | os.PathLike) -> EvalSet:
-    """Read a set written by :func:`save_eval_set` (no pickle involved); a missing, corrupt or
+    """Read a set written by `save_eval_set` (no pickle involved); a missing, corrupt or
     inconsistent file raises ``FileError`` naming it."""
     path = Path(path)
     meta = read_json(_sidecar(path))
@@ -149,7 +149,7 @@ def cached_eval_set(
     seed: int,
     cache_dir: str | os.PathLike | None = None,
 ) -> EvalSet:
-    """:func:`make_eval_set`, cached on disk, so every model is evaluated on the same tasks.
+    """`make_eval_set`, cached on disk, so every model is evaluated on the same tasks.
 
     The file name holds the arguments and a hash of the sampler's full settings (its repr), so
     a sampler with other settings never reuses a stale set. A corrupt cache file is rebuilt

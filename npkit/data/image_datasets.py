@@ -1,14 +1,14 @@
 """Image datasets as float32 tensors ``[N, C, H, W]`` with values in ``[0, 1]``.
 
-- :func:`load_digits`: scikit-learn's bundled 8x8 digits (no download).
-- :func:`load_mnist`: the four standard MNIST IDX files, raw or gzipped, parsed and size-checked
+- `load_digits`: scikit-learn's bundled 8x8 digits (no download).
+- `load_mnist`: the four standard MNIST IDX files, raw or gzipped, parsed and size-checked
   here; ``download=True`` fetches missing ones from public mirrors and checks their MD5.
-- :func:`load_celeba`: CelebA's aligned JPEGs with the official train/valid/test partition.
-- :func:`load_image_folder`: every PNG/JPEG under a folder.
+- `load_celeba`: CelebA's aligned JPEGs with the official train/valid/test partition.
+- `load_image_folder`: every PNG/JPEG under a folder.
 
 Image files are read with Pillow: centre-cropped to a square, then resized with
 ``Image.Resampling.BILINEAR`` (antialiased when shrinking, like torchvision's default). A missing,
-truncated or unreadable file raises :class:`npkit.files.FileError` naming it.
+truncated or unreadable file raises `npkit.files.FileError` naming it.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def load_mnist(
     Looks in ``root`` (default ``$NPKIT_DATA/mnist``, else ``$NPKIT_DATA``) for
     ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
     ``t10k-labels-idx1-ubyte``, each raw or with ``.gz``. With ``download=True`` a missing file is
-    fetched (gzipped) from :data:`MNIST_MIRRORS`, checked against :data:`MNIST_MD5` and written
+    fetched (gzipped) from `MNIST_MIRRORS`, checked against `MNIST_MD5` and written
     atomically. Any Fashion-MNIST-style set with the same file names loads the same way.
     """
     if split not in MNIST_FILES:

@@ -2,7 +2,7 @@
 
 x is the pixel position (row, column) [B, N, 2], y the intensities [B, N, C]. The context is a
 random subset of the pixels (a fresh permutation per task) or, with ``mask``, a fixed region;
-the targets are other pixels, so context and targets are disjoint. :func:`to_image` goes back
+the targets are other pixels, so context and targets are disjoint. `to_image` goes back
 from points to an image (for completion plots).
 """
 
@@ -247,5 +247,5 @@ class ImageSampler:
         return randint(self.num_target[0], min(self.num_target[1], room), generator)
 
     def to_image(self, x: Tensor, y: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
-        """:func:`to_image` with this sampler's shape and conventions."""
+        """`to_image` with this sampler's shape and conventions."""
         return to_image(x, y, self.shape, self.coords, self.values, fill)

@@ -13,13 +13,13 @@ from npkit.tasks import Batch
 
 
 class TaskSampler(Protocol):
-    """Anything that draws a :class:`Batch` of tasks from a seeded generator.
+    """Anything that draws a `Batch` of tasks from a seeded generator.
 
     A protocol: a sampler needs one method, ``sample(batch_size, generator=None) -> Batch``,
     which draws ``batch_size`` tasks using only ``generator`` for randomness (so a seed
     reproduces the batch). ``TaskSampler.from_arrays(X, y, groups=...)`` and
     ``TaskSampler.from_dataframe(df, x=..., y=..., group=...)`` build one from your own data
-    (a :class:`GroupedTasks`).
+    (a `GroupedTasks`).
 
     Examples:
         >>> tasks = npkit.TaskSampler.from_arrays(X, y, groups=station, num_context=(3, 50))
@@ -45,7 +45,7 @@ class FunctionSampler(ABC):
 
     Nc ~ U{num_context}, then Nt ~ U{num_target[0], min(num_target[1], max_points - Nc)},
     drawn once per batch; x ~ U(x_range) for all Nc + Nt points; the first Nc are the context.
-    Subclasses implement :meth:`functions`.
+    Subclasses implement `functions`.
     """
 
     x_range: tuple[float, float] = (-2.0, 2.0)

@@ -4,13 +4,13 @@ A batch holds B datasets of N items each: ``x`` [B, N, D], optional ``labels`` [
 class each dataset was drawn from, for evaluation only) and an optional ``mask`` [B, N] of the
 items that are present. Samplers draw batches from a seeded ``torch.Generator`` alone:
 
-- :class:`DistributionSets`: 1D samples from a random family with a random mean and std (the
+- `DistributionSets`: 1D samples from a random family with a random mean and std (the
   paper's synthetic experiment);
-- :class:`PointSets`: one image as a cloud of 2D points drawn where it is bright ("spatial MNIST");
-  :func:`spatial_digits` builds it from scikit-learn's 8x8 digits, :func:`spatial_mnist` from MNIST;
-- :class:`ClassSets`: several distinct images of one class, each item a whole flattened image (the
-  paper's few-shot OMNIGLOT setting, section 5.4); :func:`digit_sets` builds it from the 8x8
-  digits, :func:`mnist_sets` from MNIST.
+- `PointSets`: one image as a cloud of 2D points drawn where it is bright ("spatial MNIST");
+  `spatial_digits` builds it from scikit-learn's 8x8 digits, `spatial_mnist` from MNIST;
+- `ClassSets`: several distinct images of one class, each item a whole flattened image (the
+  paper's few-shot OMNIGLOT setting, section 5.4); `digit_sets` builds it from the 8x8
+  digits, `mnist_sets` from MNIST.
 
 Both image samplers also give the episodes of ``npkit.statistician_eval.few_shot_accuracy``:
 ``support_sets(indices [ways, k])`` and ``query_sets(indices [q])``, so that the prototype of a
@@ -265,7 +265,7 @@ class ClassSets:
 
 
 def spatial_digits(split: str = "train", classes=None, num_points: int = 50) -> PointSets:
-    """Spatial digits: :class:`PointSets` of scikit-learn's 8x8 digits, with the split of
+    """Spatial digits: `PointSets` of scikit-learn's 8x8 digits, with the split of
     ``npkit.data.digits`` (``"test"`` is the last 360 images); ``classes`` keeps those digits."""
     from npkit.data import digits_split  # npkit.data imports this module
 
@@ -274,7 +274,7 @@ def spatial_digits(split: str = "train", classes=None, num_points: int = 50) -> 
 
 
 def spatial_mnist(root=None, split: str = "train", classes=None, num_points: int = 50) -> PointSets:
-    """Spatial MNIST (the paper's section 5.3): :class:`PointSets` of MNIST's 28x28 digits of
+    """Spatial MNIST (the paper's section 5.3): `PointSets` of MNIST's 28x28 digits of
     ``split`` (files under ``root``, default ``$NPKIT_DATA``; see
     ``npkit.data.image_datasets.load_mnist``); ``classes`` keeps those digits."""
     from npkit.data.image_datasets import load_mnist
@@ -284,7 +284,7 @@ def spatial_mnist(root=None, split: str = "train", classes=None, num_points: int
 
 
 def digit_sets(split: str = "train", classes=None, set_size: int = 5, binarize: bool = False) -> ClassSets:
-    """Sets of digits: :class:`ClassSets` of scikit-learn's 8x8 digits (64 pixels per item), with
+    """Sets of digits: `ClassSets` of scikit-learn's 8x8 digits (64 pixels per item), with
     the split of ``npkit.data.digits`` (``"test"`` is the last 360 images); ``classes`` keeps those digits."""
     from npkit.data import digits_split  # npkit.data imports this module
 
@@ -293,7 +293,7 @@ def digit_sets(split: str = "train", classes=None, set_size: int = 5, binarize: 
 
 
 def mnist_sets(root=None, split: str = "train", classes=None, set_size: int = 5, binarize: bool = False) -> ClassSets:
-    """Sets of MNIST digits: :class:`ClassSets` of MNIST's 28x28 digits of ``split`` (784 pixels
+    """Sets of MNIST digits: `ClassSets` of MNIST's 28x28 digits of ``split`` (784 pixels
     per item; files under ``root``, default ``$NPKIT_DATA``); ``classes`` keeps those digits."""
     from npkit.data.image_datasets import load_mnist
 

@@ -1,9 +1,9 @@
 """Images as flat vectors, for models of single items (the VAE).
 
 A batch holds B items: ``x`` [B, D] (an image [C, H, W] flattened, D = C * H * W) and optional
-``labels`` [B]. :class:`ImageVectors` draws batches from a seeded ``torch.Generator`` alone, with
+``labels`` [B]. `ImageVectors` draws batches from a seeded ``torch.Generator`` alone, with
 optional dynamic binarisation (each draw samples Bernoulli pixels from the intensities);
-:func:`digit_vectors` builds it from scikit-learn's 8x8 digits, :func:`mnist_vectors` from MNIST.
+`digit_vectors` builds it from scikit-learn's 8x8 digits, `mnist_vectors` from MNIST.
 """
 
 from __future__ import annotations

@@ -24,12 +24,12 @@ MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, CANP, ConvCNP
 def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
     """Add a model family to ``MODELS`` under ``cls.name``; usable as a class decorator.
 
-    A registered family builds with :func:`build_model`, trains from run configs and saves and
-    loads with :func:`npkit.save_model` / :func:`npkit.load_model`. Registering the same class
+    A registered family builds with `build_model`, trains from run configs and saves and
+    loads with `npkit.save_model` / `npkit.load_model`. Registering the same class
     again is a no-op.
 
     Args:
-        cls: a :class:`NeuralProcess` subclass with a ``name``, ``is_latent`` and
+        cls: a `NeuralProcess` subclass with a ``name``, ``is_latent`` and
             ``config_class``.
 
     Returns:
@@ -56,9 +56,9 @@ def build_model(name: str, **options) -> NeuralProcess:
     Args:
         name: a key of ``npkit.MODELS``: "cnp", "canp", "convcnp", "tnpd", "lnp", "np",
             "anp", "deep_prior", "statistician", "vae" or a family added by
-            :func:`register_model`.
+            `register_model`.
         **options (Any): fields of the family's config class (``config_class``, e.g.
-            :class:`ModelConfig` for "cnp", :class:`ANPConfig` for "anp"); unknown names and
+            `ModelConfig` for "cnp", `ANPConfig` for "anp"); unknown names and
             wrongly typed values raise a ``ValueError``.
 
     Returns:

@@ -66,8 +66,8 @@ class ANP(NeuralProcess):
     pooling. Registered as "anp".
 
     Args:
-        config: an :class:`ANPConfig` (None: built from ``options``).
-        **options (Any): the fields of :class:`ANPConfig` as keywords, instead of ``config``.
+        config: an `ANPConfig` (None: built from ``options``).
+        **options (Any): the fields of `ANPConfig` as keywords, instead of ``config``.
     """
 
     name = "anp"

@@ -258,7 +258,7 @@ class NeuralProcess(nn.Module):
     `[batch, n_target, r_dim]`), an optional latent path (``build_latent``: a module
     ``(x, y, mask) -> q(z | set)``), a decoder and a likelihood. Subclasses choose the paths and
     their ``config_class``; nothing else. ``model(xc, yc, xt, num_samples=S)`` returns the
-    predictive distribution (see :meth:`forward`).
+    predictive distribution (see `forward`).
 
     Args:
         config: an instance of the class's ``config_class`` (None: built from ``options``).
@@ -295,7 +295,7 @@ class NeuralProcess(nn.Module):
         return None
 
     def build_global_path(self, cfg: ModelConfig) -> nn.Module:
-        """One of the ``cfg.global_paths`` extra pooled paths: a :class:`MeanPath`."""
+        """One of the ``cfg.global_paths`` extra pooled paths: a `MeanPath`."""
         return MeanPath(cfg)
 
     def _check(self, xc: Tensor, yc: Tensor, xt: Tensor | None, mask_c: Tensor | None) -> None:

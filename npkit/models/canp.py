@@ -26,7 +26,7 @@ class CANP(NeuralProcess):
     Deterministic (the ANP without its latent path); registered as "canp".
 
     Args:
-        config: a ``CANPConfig``: the fields of :class:`ModelConfig` plus ``attention_layers``
+        config: a ``CANPConfig``: the fields of `ModelConfig` plus ``attention_layers``
             (self-attention blocks, default 2) and ``num_heads`` (default 8, dividing
             ``r_dim``). None: built from ``options``.
         **options (Any): the fields of ``CANPConfig`` as keywords, instead of ``config``.

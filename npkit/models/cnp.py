@@ -10,8 +10,8 @@ class CNP(NeuralProcess):
     ``nll``. Registered as "cnp".
 
     Args:
-        config: a :class:`ModelConfig` (None: built from ``options``).
-        **options (Any): the fields of :class:`ModelConfig` as keywords, instead of ``config``.
+        config: a `ModelConfig` (None: built from ``options``).
+        **options (Any): the fields of `ModelConfig` as keywords, instead of ``config``.
 
     Examples:
         >>> model = npkit.CNP(hidden_dim=64, r_dim=64)

@@ -88,14 +88,14 @@ def rbf(x: Tensor, u: Tensor, log_scale: Tensor) -> Tensor:
     l = exp(log_scale): the RBF, held at exp(-40) ~ 4e-18 beyond sqrt(RBF_CUTOFF) ~ 9 length
     scales (nothing in float32), since exp of far more negative numbers is ~30 times slower on
     CPUs and its denormal results slow every product downstream. Computed in place, with a
-    backward pass of two sweeps (:class:`RBF`) when x and u need no gradient."""
+    backward pass of two sweeps (`RBF`) when x and u need no gradient."""
     if x.requires_grad or u.requires_grad:
         return torch.exp(-0.5 * ((x[..., None] - u) / log_scale.exp()).square().clamp(max=RBF_CUTOFF))
     return RBF.apply(x, u, log_scale)
 
 
 class RBF(torch.autograd.Function):
-    """:func:`rbf` with a gradient for log_scale alone: dw / dlog_scale = 2 q w, q the clamped
+    """`rbf` with a gradient for log_scale alone: dw / dlog_scale = 2 q w, q the clamped
     exponent (where the clamp holds, the true gradient is 0 and this gives 2 q w < 4e-16)."""
 
     @staticmethod
@@ -233,7 +233,7 @@ class ConvCNP(NeuralProcess):
     Deterministic, registered as "convcnp"; x_dim must be 1.
 
     Args:
-        config: a ``ConvCNPConfig``: the fields of :class:`ModelConfig` (``r_dim`` the UNet's
+        config: a ``ConvCNPConfig``: the fields of `ModelConfig` (``r_dim`` the UNet's
             channels) plus ``points_per_unit`` (grid density, default 64), ``margin`` (grid
             beyond the context, default 0.1), ``x_range`` (a ``[low, high]`` the grid always
             covers, default None), ``conv_layers`` (UNet depth, default 6) and ``kernel_size``

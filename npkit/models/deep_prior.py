@@ -38,7 +38,7 @@ POSTERIORS = ("standard", "gaussian", "planar", "iaf")
 class DeepPriorConfig(LatentConfig):
     """Options of the Deep Prior: the fields of LatentConfig plus the posterior variant.
 
-    Defaults differ from :class:`LatentConfig` in the latent std: softplus with a small floor
+    Defaults differ from `LatentConfig` in the latent std: softplus with a small floor
     (the prior N(0, I), not a floor, keeps q spread).
 
     Attributes:
@@ -46,8 +46,8 @@ class DeepPriorConfig(LatentConfig):
             (reparameterised), "planar" or "iaf" (the Gaussian through flows); see the module
             docstring.
         flow_steps: planar or IAF steps of the flow posteriors.
-        latent_sigma: as in :class:`LatentConfig`; default "softplus" here.
-        latent_min_sigma: as in :class:`LatentConfig`; default 1e-3 here.
+        latent_sigma: as in `LatentConfig`; default "softplus" here.
+        latent_min_sigma: as in `LatentConfig`; default 1e-3 here.
     """
 
     posterior: str = "gaussian"
@@ -119,8 +119,8 @@ class DeepPrior(NeuralProcess):
     Registered as "deep_prior".
 
     Args:
-        config: a :class:`DeepPriorConfig` (None: built from ``options``).
-        **options (Any): the fields of :class:`DeepPriorConfig` as keywords, instead of
+        config: a `DeepPriorConfig` (None: built from ``options``).
+        **options (Any): the fields of `DeepPriorConfig` as keywords, instead of
             ``config``.
     """
 

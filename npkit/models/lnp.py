@@ -9,8 +9,8 @@ class LatentCNP(NeuralProcess):
     Latent, with no deterministic path; registered as "lnp".
 
     Args:
-        config: a :class:`LatentConfig` (None: built from ``options``).
-        **options (Any): the fields of :class:`LatentConfig` as keywords, instead of ``config``.
+        config: a `LatentConfig` (None: built from ``options``).
+        **options (Any): the fields of `LatentConfig` as keywords, instead of ``config``.
     """
 
     name = "lnp"

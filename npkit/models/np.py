@@ -10,8 +10,8 @@ class NP(NeuralProcess):
     train with ``elbo``, ``ml`` or ``iwae``. Registered as "np".
 
     Args:
-        config: a :class:`LatentConfig` (None: built from ``options``).
-        **options (Any): the fields of :class:`LatentConfig` as keywords, instead of ``config``.
+        config: a `LatentConfig` (None: built from ``options``).
+        **options (Any): the fields of `LatentConfig` as keywords, instead of ``config``.
 
     Examples:
         >>> model = npkit.NP(z_dim=64)

@@ -145,7 +145,7 @@ class MaskedBatchNorm(nn.BatchNorm1d):
 
 
 class MaskedSequential(nn.Sequential):
-    """``nn.Sequential`` that hands ``mask`` to its :class:`MaskedBatchNorm` layers:
+    """``nn.Sequential`` that hands ``mask`` to its `MaskedBatchNorm` layers:
     h [..., in] (mask [...] or None) -> [..., out]."""
 
     def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]
@@ -164,7 +164,7 @@ def network(
     last: str | None = None,
 ) -> MaskedSequential:
     """``npkit.nn.mlp`` (its modules and initialisation unchanged, so "none" is the plain MLP);
-    with ``normalization="batch"`` a :class:`MaskedBatchNorm` after every hidden linear layer and,
+    with ``normalization="batch"`` a `MaskedBatchNorm` after every hidden linear layer and,
     by ``last``, after the output layer: ``"features"`` per output feature, ``"parameters"`` one
     channel over all outputs (BatchNorm1d(1, eps=1e-3, momentum=0.01), for a Gaussian head)."""
     layers = list(mlp(in_dim, hidden_dim, out_dim, num_layers, activation))
@@ -187,7 +187,7 @@ class NeuralStatistician(nn.Module):
     """Statistic network, latent hierarchy and observation model of the Neural Statistician.
 
     ``NeuralStatistician(config)`` or ``NeuralStatistician(**options)`` with the fields of
-    :class:`StatisticianConfig` (also ``build_model("statistician", **options)``).
+    `StatisticianConfig` (also ``build_model("statistician", **options)``).
     """
 
     name: ClassVar[str] = "statistician"

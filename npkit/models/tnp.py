@@ -74,7 +74,7 @@ class TNPD(NeuralProcess):
     registered as "tnpd".
 
     Args:
-        config: a ``TNPConfig``: the fields of :class:`ModelConfig` (``r_dim`` the token width,
+        config: a ``TNPConfig``: the fields of `ModelConfig` (``r_dim`` the token width,
             ``hidden_dim`` the feed-forward width, ``encoder_layers`` the token embedding's
             layers, ``decoder_layers`` the head's) plus ``transformer_layers`` (blocks, default
             6) and ``num_heads`` (default 4, dividing ``r_dim``). None: built from ``options``.

@@ -38,7 +38,7 @@ class VAEConfig(ModelOptions):
         min_sigma: floor of the std of a continuous p(x | z), in [0, 1):
             ``min_sigma + (1 - min_sigma) * softplus(raw)``.
         latent_min_sigma: floor of the std of q(z | x): ``latent_min_sigma + softplus(raw)``.
-        beta: weight of the KL term of :func:`vae_elbo`.
+        beta: weight of the KL term of `vae_elbo`.
         num_classes: labels of a conditional VAE, whose encoder and decoder read the label's
             one-hot vector (0: unconditional).
     """
@@ -87,11 +87,11 @@ class VAE(nn.Module):
     """Variational autoencoder: Gaussian encoder q(z | x), decoder p(x | z) and prior N(0, I).
 
     Items are x `[batch, x_dim]` (labels `[batch]` int64 for a conditional VAE); train with
-    :func:`vae_elbo`, evaluate with :func:`importance_log_likelihood`. Registered as "vae".
+    `vae_elbo`, evaluate with `importance_log_likelihood`. Registered as "vae".
 
     Args:
-        config: a :class:`VAEConfig` (None: built from ``options``).
-        **options (Any): the fields of :class:`VAEConfig` as keywords, instead of ``config``.
+        config: a `VAEConfig` (None: built from ``options``).
+        **options (Any): the fields of `VAEConfig` as keywords, instead of ``config``.
 
     Examples:
         >>> vae = npkit.VAE(x_dim=64, z_dim=8, likelihood="bernoulli")
