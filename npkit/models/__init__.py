@@ -12,16 +12,17 @@ from npkit.models.canp import CANP, CANPConfig
 from npkit.models.cnp import CNP
 from npkit.models.convcnp import ConvCNP, ConvCNPConfig
 from npkit.models.deep_prior import DeepPrior, DeepPriorConfig
+from npkit.models.family import Family
 from npkit.models.lnp import LatentCNP
 from npkit.models.np import NP
 from npkit.models.statistician import NeuralStatistician, StatisticianConfig
 from npkit.models.tnp import TNPD, TNPConfig
 from npkit.models.vae import VAE, VAEConfig
 
-MODELS: dict[str, type[NeuralProcess]] = {m.name: m for m in (CNP, CANP, ConvCNP, LatentCNP, NP, ANP, TNPD, DeepPrior)}
+MODELS: dict[str, type[Family]] = {m.name: m for m in (CNP, CANP, ConvCNP, LatentCNP, NP, ANP, TNPD, DeepPrior)}
 
 
-def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
+def register_model(cls: type[Family]) -> type[Family]:
     """Add a model family to ``MODELS`` under ``cls.name``; usable as a class decorator.
 
     A registered family builds with `build_model`, trains from run configs and saves and
@@ -50,7 +51,7 @@ def register_model(cls: type[NeuralProcess]) -> type[NeuralProcess]:
     return cls
 
 
-def build_model(name: str, **options) -> NeuralProcess:
+def build_model(name: str, **options) -> Family:
     """Build the model family ``name`` with the options of its config class.
 
     Args:
@@ -80,6 +81,7 @@ register_model(VAE)
 
 __all__ = [
     "ANP",
+    "Family",
     "CANP",
     "CANPConfig",
     "CNP",

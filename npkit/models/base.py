@@ -23,6 +23,7 @@ from torch.distributions import Distribution, Independent, Normal
 from torch.utils.checkpoint import checkpoint
 
 from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
+from npkit.models.family import Family
 from npkit.nn import ACTIVATIONS, INITS, SetEncoder, init_weights, mlp
 from npkit.options import ModelOptions, check_positive_ints
 from npkit.tasks import check_context
@@ -250,7 +251,7 @@ class Decoder(nn.Module):
         return self.net[1:](per_point)
 
 
-class NeuralProcess(nn.Module):
+class NeuralProcess(Family):
     """Base of the Neural Process family: the one model interface.
 
     A model is an optional deterministic path (``build_deterministic``: a module with
@@ -273,8 +274,8 @@ class NeuralProcess(nn.Module):
     decoder_reads_x: ClassVar[bool] = True
 
     def __init__(self, config: ModelConfig | None = None, **options) -> None:
-        super().__init__()
-        self.config = cfg = self.config_class.resolve(config, options, type(self).__name__)
+        super().__init__(config, **options)
+        cfg = self.config
         self.likelihood = cfg.build_likelihood()
         own = self.build_deterministic(cfg)
         extra = [self.build_global_path(cfg) for _ in range(cfg.global_paths)]

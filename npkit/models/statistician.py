@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
+from npkit.models.family import Family
 from npkit.nn import ACTIVATIONS, POOLINGS, mlp, pool
 from npkit.options import ModelOptions, check_positive_ints
 
@@ -183,7 +184,7 @@ def network(
     return MaskedSequential(*out)
 
 
-class NeuralStatistician(nn.Module):
+class NeuralStatistician(Family):
     """Statistic network, latent hierarchy and observation model of the Neural Statistician.
 
     ``NeuralStatistician(config)`` or ``NeuralStatistician(**options)`` with the fields of
@@ -195,8 +196,8 @@ class NeuralStatistician(nn.Module):
     config_class: ClassVar[type[StatisticianConfig]] = StatisticianConfig
 
     def __init__(self, config: StatisticianConfig | None = None, **options) -> None:
-        super().__init__()
-        self.config = cfg = StatisticianConfig.resolve(config, options, type(self).__name__)
+        super().__init__(config, **options)
+        cfg = self.config
         hidden, z_dim, c_dim = cfg.hidden_dim, cfg.z_dim, cfg.c_dim
 
         def net(in_dim: int, out_dim: int, num_layers: int, last: str | None = None) -> MaskedSequential:

@@ -14,11 +14,12 @@ from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
 from npkit.likelihoods import LIKELIHOODS, build_likelihood
 from npkit.models.base import check_num_samples
+from npkit.models.family import Family
 from npkit.models.statistician import diagonal_gaussian
 from npkit.nn import ACTIVATIONS, mlp
 from npkit.options import ModelOptions, check_positive_ints
@@ -83,7 +84,7 @@ class VAEOutput(NamedTuple):
     p_x: Distribution
 
 
-class VAE(nn.Module):
+class VAE(Family):
     """Variational autoencoder: Gaussian encoder q(z | x), decoder p(x | z) and prior N(0, I).
 
     Items are x `[batch, x_dim]` (labels `[batch]` int64 for a conditional VAE); train with
@@ -103,8 +104,8 @@ class VAE(nn.Module):
     config_class: ClassVar[type[VAEConfig]] = VAEConfig
 
     def __init__(self, config: VAEConfig | None = None, **options) -> None:
-        super().__init__()
-        self.config = cfg = VAEConfig.resolve(config, options, type(self).__name__)
+        super().__init__(config, **options)
+        cfg = self.config
         self.likelihood = build_likelihood(cfg.likelihood, cfg.min_sigma)
         k = cfg.num_classes
         self.encoder = mlp(cfg.x_dim + k, cfg.hidden_dim, 2 * cfg.z_dim, cfg.layers, cfg.activation)
