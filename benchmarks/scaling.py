@@ -17,7 +17,7 @@ Reported: the median ms per step (data excluded) and the peak RSS increment over
 before the first step (MB; the process's own ``VmHWM``, reset after the data is drawn). Below the
 table, per model: the growth exponent (least-squares slope of log ms and of log MB against log N
 over the upper half of the sizes) and the size above which training decodes the scored points in
-chunks under activation checkpointing (``npkit.models.base.PREDICT_CHUNK_ELEMENTS`` decoder
+chunks under activation checkpointing (``npkit.models.chunking.PREDICT_CHUNK_ELEMENTS`` decoder
 activations, batch x samples x hidden_dim per point), which caps the decoder's memory.
 """
 
@@ -38,7 +38,7 @@ from step_time import median_step_ms
 
 from npkit.config import load_config, split_section
 from npkit.data.gp import GPSampler
-from npkit.models.base import PREDICT_CHUNK_ELEMENTS
+from npkit.models.chunking import PREDICT_CHUNK_ELEMENTS
 from npkit.objectives import get_objective
 from npkit.tasks import Batch
 from npkit.train import default_threads
@@ -112,7 +112,7 @@ def growth(exponent: float | None) -> str:
 
 
 def chunk_note(name: str, scale: str, fixed: int, batch_size: int) -> str:
-    """Where training starts to decode in checkpointed chunks (``NeuralProcess._decode_recomputed``:
+    """Where training starts to decode in checkpointed chunks (``npkit.models.chunking.decode_checkpointed``:
     above PREDICT_CHUNK_ELEMENTS // (samples x batch x hidden_dim) scored points per task)."""
     model = make_model(name)
     _, options = objective_of(name)

@@ -252,7 +252,7 @@ def evaluate(
     for latent models; the first Nc outputs score the context, the rest the targets. ``mask_c``
     is passed to the model; points masked out by ``mask_t`` are not scored. Points are queried
     in chunks sharing the same z (``EVAL_CHUNK_ELEMENTS``) and decoded in smaller ones
-    (``npkit.models.base.PREDICT_CHUNK_ELEMENTS``), so memory stays bounded in targets and samples.
+    (``npkit.models.chunking.PREDICT_CHUNK_ELEMENTS``), so memory stays bounded in targets and samples.
     Runs in eval mode without gradients; the model's mode is restored afterwards.
 
     Args:

@@ -9,7 +9,7 @@ import torch
 from conftest import MODEL_WIDE, build_variant, family_of
 
 import npkit.evaluation as evaluation
-import npkit.models.base as base
+import npkit.models.chunking as chunking
 from npkit.evaluation import evaluate
 from npkit.models import MODELS, build_model
 from npkit.predictive import predict
@@ -57,7 +57,7 @@ def test_chunked_prediction_equals_one_pass(name, elements, monkeypatch):
     batch = image_like(masked=True, x_dim=model.config.x_dim)
     z = torch.randn(6, 3, 4, generator=torch.Generator().manual_seed(2)) if model.is_latent else None
     whole = one_pass(model, batch, z)
-    monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", elements)
+    monkeypatch.setattr(chunking, "PREDICT_CHUNK_ELEMENTS", elements)
     chunked = one_pass(model, batch, z)
     assert chunked.batch_shape == whole.batch_shape
     torch.testing.assert_close(chunked.mean, whole.mean, rtol=1e-6, atol=1e-6)
@@ -76,7 +76,7 @@ def test_chunked_predictive_mixture_equals_one_pass(name, monkeypatch):
     with torch.no_grad():
         torch.manual_seed(3)
         whole = predict(model, batch.xc, batch.yc, batch.xt, num_samples=7)
-        monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 50)
+        monkeypatch.setattr(chunking, "PREDICT_CHUNK_ELEMENTS", 50)
         torch.manual_seed(3)
         chunked = predict(model, batch.xc, batch.yc, batch.xt, num_samples=7)
     torch.testing.assert_close(chunked.mean, whole.mean, rtol=1e-6, atol=1e-6)
@@ -93,14 +93,14 @@ def test_decoder_pieces_are_bounded_in_targets_and_samples(monkeypatch):
     sizes = []
     decode = model.decode
     model.decode = lambda h, z: sizes.append((z.shape[0], h[0].shape[1])) or decode(h, z)  # h[0]: x_t
-    monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 3 * HIDDEN * 10)  # 10 sample-targets
+    monkeypatch.setattr(chunking, "PREDICT_CHUNK_ELEMENTS", 3 * HIDDEN * 10)  # 10 sample-targets
     with torch.no_grad():
         pred = model(batch.xc, batch.yc, batch.xt, num_samples=4)
     assert pred.batch_shape == (4, 3, 40)
     assert max(s * n for s, n in sizes) <= 10
     assert sum(s * n for s, n in sizes) == 4 * 40  # every (sample, target) decoded once
     sizes.clear()
-    monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(chunking, "PREDICT_CHUNK_ELEMENTS", 1)
     with torch.no_grad():
         model(batch.xc, batch.yc, batch.xt[:, :5], num_samples=4)
     assert set(sizes) == {(1, 1)} and len(sizes) == 20
@@ -123,7 +123,7 @@ def test_evaluate_metrics_are_unchanged_by_chunking(name, masked, monkeypatch):
     batches = [image_like(masked=masked, x_dim=dx), image_like(nc=0, masked=False, seed=4, x_dim=dx)]
     torch.manual_seed(5)
     whole = evaluate(model, batches, num_samples=6)
-    monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 50)
+    monkeypatch.setattr(chunking, "PREDICT_CHUNK_ELEMENTS", 50)
     monkeypatch.setattr(evaluation, "EVAL_CHUNK_ELEMENTS", 40)  # a few points per model query
     torch.manual_seed(5)
     chunked = evaluate(model, batches, num_samples=6)
@@ -187,7 +187,7 @@ def test_recomputed_training_chunks_give_the_same_loss_and_gradients(name, monke
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     plain_loss, plain_grads = loss_and_grads()
-    monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 3 * 3 * HIDDEN * 4)  # 4 targets per chunk
+    monkeypatch.setattr(chunking, "PREDICT_CHUNK_ELEMENTS", 3 * 3 * HIDDEN * 4)  # 4 targets per chunk
     monkeypatch.setattr(attention, "RECOMPUTE_ELEMENTS", 1)  # every attention block recomputed
     chunked_loss, chunked_grads = loss_and_grads()
     assert torch.allclose(chunked_loss, plain_loss, rtol=1e-12, atol=1e-12)

@@ -611,14 +611,14 @@ def test_model_takes_only_its_own_config_class_or_options(name):
 
 def test_chunked_decoding_without_gradients_equals_one_pass(monkeypatch):
     """Prediction without gradients decodes targets in chunks: same numbers, bounded memory."""
-    import npkit.models.base as base
+    import npkit.models.chunking as chunking
 
     for name in ALL:
         model = make(name, double=True)
         xc, yc, xt, _ = data(nt=37)
         z = fixed_z(model, 3) if model.is_latent else None
         whole = model(xc, yc, xt, z=z)
-        monkeypatch.setattr(base, "PREDICT_CHUNK_ELEMENTS", 16 * 5)  # 5 targets per chunk
+        monkeypatch.setattr(chunking, "PREDICT_CHUNK_ELEMENTS", 16 * 5)  # 5 targets per chunk
         with torch.no_grad():
             chunked = model(xc, yc, xt, z=z)
         monkeypatch.undo()

@@ -20,17 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
-from torch.utils.checkpoint import checkpoint
 
 from npkit.likelihoods import LIKELIHOODS, at_least_float32, build_likelihood
+from npkit.models.chunking import decode_checkpointed, decode_in_chunks
 from npkit.models.family import Family
 from npkit.nn import ACTIVATIONS, INITS, SetEncoder, init_weights, mlp
 from npkit.options import ModelOptions, check_positive_ints
 from npkit.tasks import check_context
-
-# Largest decoder activation (elements) built at once when predicting without gradients;
-# larger target sets are decoded in chunks, so memory stays bounded in targets and samples.
-PREDICT_CHUNK_ELEMENTS = 2**23
 
 
 @dataclass
@@ -373,44 +369,5 @@ class NeuralProcess(Family):
             expected = f"[num_samples, {xt.shape[0]}, {self.config.z_dim}]"
             raise ValueError(f"z must have shape {expected}, got {tuple(z.shape)}")
         encoded = self.encode(xc, yc, mask_c)
-        if torch.is_grad_enabled():
-            return self.likelihood(self._decode_recomputed(encoded, xt, z))
-        return self.likelihood(self._decode_in_chunks(encoded, xt, z))
-
-    def _decode_recomputed(self, encoded: Any, xt: Tensor, z: Tensor | None) -> Tensor:
-        """``decode(aggregate(encoded, xt), z)`` with gradients. Above ``PREDICT_CHUNK_ELEMENTS``
-        decoder activations (thousands of targets: images), chunks of targets are decoded under
-        activation checkpointing: their activations are recomputed in the backward pass instead
-        of kept, so training memory is bounded in targets too. Small tasks take one plain pass."""
-        num_z = 1 if z is None else z.shape[0]
-        per_point = max(1, num_z * xt.shape[0] * self.config.hidden_dim)
-        points = max(1, PREDICT_CHUNK_ELEMENTS // per_point)
-        if points >= xt.shape[1]:
-            return self.decode(self.aggregate(encoded, xt), z)
-        piece = lambda part: self.decode(self.aggregate(encoded, part), z)
-        parts = [checkpoint(piece, part, use_reentrant=False) for part in xt.split(points, dim=1)]
-        return torch.cat(parts, dim=-2)
-
-    def _decode_in_chunks(self, encoded: Any, xt: Tensor, z: Tensor | None) -> Tensor:
-        """``decode(aggregate(encoded, xt), z)`` in pieces of at most ``PREDICT_CHUNK_ELEMENTS``
-        decoder activations: chunks of targets, and of latent samples when one target's samples
-        exceed that. Each piece is written into one preallocated output, so nothing of a piece
-        outlives it (kept pieces between the freed activations fragment the heap: peak RSS then
-        grows with the number of pieces)."""
-        num_z = 1 if z is None else z.shape[0]
-        per_sample_point = max(1, xt.shape[0] * self.config.hidden_dim)
-        samples = max(1, min(num_z, PREDICT_CHUNK_ELEMENTS // per_sample_point))
-        points = max(1, PREDICT_CHUNK_ELEMENTS // (per_sample_point * samples))
-        num_points = xt.shape[1]
-        if points >= num_points and samples == num_z:
-            return self.decode(self.aggregate(encoded, xt), z)
-        out = None
-        for start in range(0, num_points, points):
-            h = self.aggregate(encoded, xt[:, start : start + points])
-            for first in range(0, num_z, samples):
-                part = self.decode(h, None if z is None else z[first : first + samples])
-                if out is None:
-                    shape = (*part.shape[:-2], num_points, part.shape[-1])
-                    out = part.new_empty(shape if z is None else (num_z, *shape[1:]))
-                (out if z is None else out[first : first + samples])[..., start : start + points, :] = part
-        return out
+        step = decode_checkpointed if torch.is_grad_enabled() else decode_in_chunks
+        return self.likelihood(step(self.aggregate, self.decode, encoded, xt, z, self.config.hidden_dim))
