@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from npkit.models import MODELS, NeuralProcess
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
@@ -35,10 +37,11 @@ def benchmark_script(name: str):
                 del sys.modules[loaded]
 
 
-# Model-wide tests run over every family and over TNP-D with a non-Gaussian predictive head:
-# a test name is a family, or a family with the options of its head.
+# Model-wide tests run over every registered NeuralProcess (a new family gets them by its
+# registry line) and over TNP-D with a non-Gaussian predictive head: a test name is a family,
+# or a family with the options of its head.
 HEAD_VARIANTS = {"tnpd-mixture": ("tnpd", {"likelihood": "mixture", "mixture_components": 3})}
-FAMILIES = ["cnp", "canp", "tnpd", "convcnp", "lnp", "np", "anp"]
+FAMILIES = [name for name, cls in MODELS.items() if issubclass(cls, NeuralProcess)]
 MODEL_WIDE = [*FAMILIES, *HEAD_VARIANTS]
 
 
