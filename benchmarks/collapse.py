@@ -1,19 +1,32 @@
 """The NP critique's posterior collapse on the five-point sine toy: reproduction and remedies study.
 
-    python benchmarks/collapse.py reproduce [--steps 25000] [--out runs/collapse] [--figures docs/figures]
-    python benchmarks/collapse.py study [--seeds 5] [--jobs 2] [--steps 25000] [--out runs/collapse]
+    python benchmarks/collapse.py reproduce [--steps 25000] [--seeds 1] [--inits ...] [--jobs 1]
+        [--loss targets] [--out runs/collapse] [--figures docs/figures]
+    python benchmarks/collapse.py study [--seeds 5] [--jobs 2] [--steps 25000] [--loss targets] [--out runs/collapse]
 
 Every run trains the ``sine5-critique`` preset (configs/sine5-critique.yaml: the critique's
 95-parameter latent NP, softplus latent std without a floor, fixed output std 0.005, ELBO with
 KL(q(z|C,T) || q(z|C)), 10 z samples, Adam 1e-3, batch 1) with one initialisation and one remedy,
-and records the collapse diagnostics of ``npkit.diagnostics`` every 500 steps and at the
+and records the collapse diagnostics of ``npkit.evaluation.diagnostics`` every 500 steps and at the
 snapshots (0, 3k, 9k, 12.5k, 25k steps), and the final per-point target log-likelihood
 (marginal over 50 z ~ q(z | C)) on all 25 context sets of 1-3 of the five points.
 
-``reproduce``: seed 0, the three initialisations and N(0, 1) weights with PyTorch's default
-biases, the baseline objective; prints the
-diagnostics per snapshot and draws 100 function samples over [-4, 4] given the context
-x = {-1, 0, 1} at each snapshot (``collapse-reproduction.png``).
+``--loss``: which points the log-likelihood scores. "targets" (the preset, as the critique): the
+2-4 non-context points, per scored point; "all": all five (context included: the preset before
+the reproduction audit, behind the numbers marked so in docs/collapse.md); "sum": the critique's
+exact loss, -sum over the targets of the log-likelihood (mean over the z samples) + the KL, not
+divided by the number of targets (baseline objective only).
+
+``reproduce``: seeds 0 .. ``--seeds``-1 (default seed 0 only), the three initialisations and
+N(0, 1) weights with PyTorch's default biases (what the critique's code does) or ``--inits``, the
+baseline objective; prints the diagnostics per snapshot and seed, and how many seeds end each
+snapshot healthy; writes each run's result (JSON) under ``--out/reproduce``; draws 100 function
+samples over [-4, 4] given the context x = {-1, 0, 1} at each snapshot of the seed-0 runs
+(``collapse-reproduction.png``). Besides the diagnostics of ``npkit.evaluation.diagnostics`` (z
+drawn from q(z | C) of random contexts) each snapshot records the view of the critique's figures,
+which condition on all five points: the std of 100 function samples with z ~ q(z | all five
+points) at x in [-4, -3] (``spread_five_left``), in [3, 4] (``spread_five_right``) and at the five
+points (``spread_five_data``).
 
 ``study``: seeds x initialisations x {baseline, each remedy}, ``--jobs`` processes; each run's
 result is a JSON file under ``--out/study`` (a rerun skips finished runs, so it can be stopped
@@ -43,9 +56,11 @@ from tqdm.auto import tqdm
 from npkit import fit, sample_functions
 from npkit.config import load_config, split_section
 from npkit.data import make_sampler
-from npkit.diagnostics import diagnose
-from npkit.evaluation import evaluate
+from npkit.evaluation.diagnostics import FLAT_SPREAD, diagnose
+from npkit.evaluation.metrics import evaluate
 from npkit.models import build_model
+from npkit.objectives import LossOutput, kl_per_dim
+from npkit.rng import seeded
 from npkit.tasks import Batch
 
 INITS = {
@@ -53,7 +68,8 @@ INITS = {
     "PyTorch default": {"init": "default"},
     "Xavier normal": {"init": "xavier_normal"},
 }
-# reproduce also tries N(0, 1) weights with PyTorch's default biases (one reading of the critique's init)
+# reproduce also tries N(0, 1) weights with PyTorch's default biases: what the critique's code does
+# (torch.nn.init.normal_ on each layer's weight only)
 REPRODUCE_INITS = {**INITS, "normal(0, 1) weights only": {"init": "normal_weights", "init_std": 1.0}}
 # name -> (model overrides, objective name or callable, objective options)
 REMEDIES = {
@@ -82,6 +98,8 @@ TASKS = {
     },
 }
 CONTEXT_X = (-1.0, 0.0, 1.0)  # the context of the function-sample figures
+FIVE_X = (-2.0, -1.0, 0.0, 1.0, 2.0)  # sine5's points: the critique's figures condition on all five
+LOSSES = ("targets", "all", "sum")  # see the module docstring
 
 
 def task_sampler(task: str):
@@ -106,17 +124,76 @@ def held_out_batches(task: str = "sine5") -> list[Batch]:
     return batches
 
 
-def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = False, task: str = "sine5") -> dict:
+class CritiqueLoss:
+    """The critique's exact loss: -sum over the targets of log p(y_t | z) (mean over the z ~
+    q(z | C ∪ T) samples) + KL(q(z | C ∪ T) || q(z | C)), mean over tasks; not divided by the
+    number of targets, as npkit's ``elbo`` is (its ``include_context=False`` scores the same points)."""
+
+    def __init__(self, num_samples: int = 10):
+        self.num_samples = num_samples
+
+    def __call__(self, model, batch: Batch) -> LossOutput:
+        q = model.posterior(batch.x, batch.y, batch.mask)
+        z = q.rsample((self.num_samples,))
+        pred = model(batch.xc, batch.yc, batch.xt, z=z, mask_c=batch.mask_c)
+        log_prob = pred.log_prob(batch.yt)  # [S, B, Nt]
+        if batch.mask_t is not None:
+            log_prob = log_prob * batch.mask_t
+        log_lik = log_prob.sum(-1).mean(0)  # [B]: sum over the targets, mean over z
+        kl = kl_per_dim(q, model.posterior(batch.xc, batch.yc, batch.mask_c), z).sum(-1)  # [B]
+        n = (batch.mask_t.sum(-1) if batch.mask_t is not None else torch.full_like(kl, batch.yt.shape[1])).clamp_min(1)
+        return LossOutput(-(log_lik - kl).mean(), (log_lik / n).mean(), (kl / n).mean())
+
+
+def five_point_spreads(model, num_samples: int = 100, seed: int = 0) -> dict[str, float]:
+    """How the critique's figures look: the std over ``num_samples`` function samples with z ~
+    q(z | all five points of sine5), mean over 20 points of x in [-4, -3] (``spread_five_left``),
+    of [3, 4] (``spread_five_right``) and over the five points themselves (``spread_five_data``)."""
+    x = torch.tensor(FIVE_X).view(1, -1, 1)
+    where = {
+        "spread_five_left": torch.linspace(-4.0, -3.0, 20),
+        "spread_five_right": torch.linspace(3.0, 4.0, 20),
+        "spread_five_data": torch.tensor(FIVE_X),
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), seeded(seed):
+            z = model.posterior(x, x.sin(), None).sample((num_samples,))
+            return {k: model(x, x.sin(), at.view(1, -1, 1), z=z).mean.std(0).mean().item() for k, at in where.items()}
+    finally:
+        model.train(was_training)
+
+
+def run_one(
+    init: str,
+    remedy: str,
+    seed: int,
+    steps: int,
+    keep_states: bool = False,
+    task: str = "sine5",
+    loss: str = "targets",
+) -> dict:
     """Train one run; return its diagnostics, curve and final tar_ll (and snapshot weights)."""
     torch.set_num_threads(1)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     config = load_config("sine5-critique")
     model_overrides, objective, objective_options = REMEDIES[remedy]
     name, options = split_section(config["model"])
     options = {**options, **REPRODUCE_INITS[init], **model_overrides}
     _, base_options = split_section(config["objective"])
     objective_options = {**base_options, **objective_options}
+    if loss == "all":
+        objective_options["include_context"] = True
     if objective in ("iwae", "ml"):
-        objective_options = {"num_samples": objective_options["num_samples"]}
+        objective_options = {
+            k: objective_options[k] for k in ("num_samples", "include_context") if k in objective_options
+        }
+    if loss == "sum":
+        if remedy != "baseline":
+            raise ValueError(f"loss 'sum' (the critique's exact loss) is the baseline's; got remedy {remedy!r}")
+        objective, objective_options = CritiqueLoss(objective_options["num_samples"]), {}
     torch.manual_seed(seed)
     model = build_model(name, **options)
     sampler = task_sampler(task)
@@ -125,6 +202,8 @@ def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = F
     def snapshot(step: int, model, output=None) -> dict:
         if step in SNAPSHOTS:
             snapshots[step] = diagnose(model, sampler, num_tasks=256, num_samples=100).as_dict()
+            if task == "sine5":
+                snapshots[step].update(five_point_spreads(model))
             if keep_states:
                 states[step] = copy.deepcopy(model.state_dict())
         return {}
@@ -142,7 +221,8 @@ def run_one(init: str, remedy: str, seed: int, steps: int, keep_states: bool = F
     ]
     torch.manual_seed(seed)
     tar_ll = evaluate(model, held_out_batches(task), num_samples=50)["tar_ll"]
-    result = {"task": task, "init": init, "remedy": remedy, "seed": seed, "steps": steps, "snapshots": snapshots}
+    result = {"task": task, "init": init, "remedy": remedy, "seed": seed, "steps": steps, "loss": loss}
+    result["snapshots"] = snapshots
     result.update(curve=curve, tar_ll=tar_ll)
     if keep_states:
         result["states"] = states
@@ -202,43 +282,94 @@ def std_figure(results: list[dict], inits: list[str]) -> Figure:
     return fig
 
 
+def _slug(*parts) -> str:
+    slug = "-".join(str(part) for part in parts).replace(" ", "_").replace("/", "_")
+    return "".join(ch for ch in slug if ch.isalnum() or ch in "_-.")
+
+
+def _write_json(result: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({k: v for k, v in result.items() if k not in ("states", "model")}))
+    os.replace(tmp, path)
+
+
 def reproduce(args: argparse.Namespace) -> None:
+    inits = args.inits or list(REPRODUCE_INITS)
+    folder = Path(args.out) / "reproduce"
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = [(init, seed) for seed in range(args.seeds) for init in inits]  # whole seeds first
     results = []
-    for init in tqdm(REPRODUCE_INITS, desc="initialisations"):
-        results.append(run_one(init, "baseline", 0, args.steps, keep_states=True))
-    print("| init | step | verdict | std z given C | KL | z effect | spread at targets | far spread (x -4..-3) |")
-    print("|---|---|---|---|---|---|---|---|")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [
+            pool.submit(run_one, init, "baseline", seed, args.steps, seed == 0, "sine5", args.loss)
+            for init, seed in runs
+        ]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
+            result = future.result()
+            _write_json(
+                result, folder / f"{_slug(result['init'], 'baseline', result['seed'], args.steps, args.loss)}.json"
+            )
+            results.append(result)
+    results.sort(key=lambda r: (inits.index(r["init"]), r["seed"]))
+    print(f"loss {args.loss}, {args.steps:,} steps, seeds 0-{args.seeds - 1}; verdicts of npkit.evaluation.diagnostics")
+    print(
+        "\n| init | seed | step | verdict | std z given C | KL | z effect | spread at targets | far spread (x -4..-3) "
+        "| given the five: spread at x -4..-3 | at x 3..4 | at the five |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         for step, d in sorted(result["snapshots"].items()):
             print(
-                f"| {result['init']} | {step:,} | {d['verdict']} | {d['std_context']:.4f} | {d['kl']:.4f} | "
-                f"{d['z_effect']:.4f} | {d['target_spread']:.4f} | {d['far_spread']:.4f} |"
+                f"| {result['init']} | {result['seed']} | {step:,} | {d['verdict']} | {d['std_context']:.4f} | "
+                f"{d['kl']:.4f} | {d['z_effect']:.4f} | {d['target_spread']:.4f} | {d['far_spread']:.4f} | "
+                f"{d['spread_five_left']:.4f} | {d['spread_five_right']:.4f} | {d['spread_five_data']:.4f} |"
             )
     print(
-        "\nfinal tar_ll on the 25 held-out context sets: "
-        + ", ".join(f"{r['init']} {r['tar_ll']:.2f}" for r in results)
+        "\n| init | step | healthy | verdicts | spread given the five >= 0.05 at x -4..-3 or 3..4 "
+        "| median std z given C | median KL | median spread given the five at x -4..-3 | at x 3..4 |"
     )
-    path = Path(args.figures) / "collapse-reproduction.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    samples_figure(results).savefig(path)
-    print(f"wrote {path}")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for init in inits:
+        group = [r for r in results if r["init"] == init]
+        for step in sorted(group[0]["snapshots"]):
+            ds = [r["snapshots"][step] for r in group]
+            keys = ("std_context", "kl", "spread_five_left", "spread_five_right")
+            med = {k: torch.tensor([d[k] for d in ds]).median().item() for k in keys}
+            wide = sum(max(d["spread_five_left"], d["spread_five_right"]) >= FLAT_SPREAD for d in ds)
+            print(
+                f"| {init} | {step:,} | {_collapsed(group, step, 'healthy')}/{len(group)} | {_verdicts(group, step)} | "
+                f"{wide}/{len(group)} | {med['std_context']:.4f} | {med['kl']:.4f} | {med['spread_five_left']:.4f} | "
+                f"{med['spread_five_right']:.4f} |"
+            )
+    print("\nfinal tar_ll on the 25 held-out context sets (per point):")
+    for init in inits:
+        print(f"  {init}: " + ", ".join(f"{r['tar_ll']:.2f}" for r in results if r["init"] == init))
+    first = [r for r in results if r["seed"] == 0]
+    if first:
+        suffix = "" if args.loss == "targets" else f"-{args.loss}"
+        path = Path(args.figures) / f"collapse-reproduction{suffix}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        samples_figure(first).savefig(path)
+        print(f"wrote {path}")
 
 
-def _job(init: str, remedy: str, seed: int, steps: int, task: str, path: str) -> str:
-    result = run_one(init, remedy, seed, steps, task=task)
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, path)
+def _job(init: str, remedy: str, seed: int, steps: int, task: str, path: str, loss: str = "targets") -> str:
+    _write_json(run_one(init, remedy, seed, steps, task=task, loss=loss), Path(path))
     return path
 
 
+def _snapshot(run: dict, step: int) -> dict:
+    """A run's diagnostics at ``step`` (JSON files key the snapshots by str(step), fresh runs by int)."""
+    return run["snapshots"][step] if step in run["snapshots"] else run["snapshots"][str(step)]
+
+
 def _collapsed(runs: list[dict], step: int, verdict: str = "collapsed") -> int:
-    return sum(r["snapshots"][str(step)]["verdict"].startswith(verdict) for r in runs)
+    return sum(_snapshot(r, step)["verdict"].startswith(verdict) for r in runs)
 
 
 def _verdicts(runs: list[dict], step: int) -> str:
     """'3 point mass, 2 healthy': how many runs got each verdict (without its 'collapsed: ')."""
-    counts = collections.Counter(r["snapshots"][str(step)]["verdict"].removeprefix("collapsed: ") for r in runs)
+    counts = collections.Counter(_snapshot(r, step)["verdict"].removeprefix("collapsed: ") for r in runs)
     return ", ".join(f"{n} {verdict}" for verdict, n in counts.most_common())
 
 
@@ -248,21 +379,31 @@ def study(args: argparse.Namespace) -> None:
     remedies, inits = args.remedies or list(REMEDIES), args.inits or list(INITS)
     jobs = []
     for seed, init, remedy in itertools.product(range(args.seeds), inits, remedies):  # whole seeds first
-        slug = f"{init}-{remedy}-{seed}-{args.steps}".replace(" ", "_").replace("/", "_")
-        path = folder / f"{''.join(ch for ch in slug if ch.isalnum() or ch in '_-.')}.json"
+        # runs of the all-points loss keep the names they had before --loss (the committed results)
+        path = folder / f"{_slug(init, remedy, seed, args.steps, *([] if args.loss == 'all' else [args.loss]))}.json"
         if not path.is_file():
-            jobs.append((init, remedy, seed, args.steps, args.task, str(path)))
+            jobs.append((init, remedy, seed, args.steps, args.task, str(path), args.loss))
     if jobs and not args.report:
         with ProcessPoolExecutor(args.jobs) as pool:
             futures = [pool.submit(_job, *job) for job in jobs]
             for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
                 future.result()
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    results = [r for r in results if r["steps"] == args.steps and r["remedy"] in remedies and r["init"] in inits]
+    results = [
+        r
+        for r in results
+        if r["steps"] == args.steps
+        and r["remedy"] in remedies
+        and r["init"] in inits
+        and r.get("loss", "all") == args.loss  # results without a loss predate --loss: all points
+    ]
     if jobs and args.report:
         print(f"report of the {len(results)} finished runs ({len(jobs)} still to run)")
     late = max(s for s in SNAPSHOTS if s <= args.steps)
-    print(f"task {args.task}, up to {args.seeds} seeds per cell, {args.steps:,} steps; verdicts of npkit.diagnostics")
+    print(
+        f"task {args.task}, loss {args.loss}, up to {args.seeds} seeds per cell, {args.steps:,} steps; "
+        "verdicts of npkit.evaluation.diagnostics"
+    )
     head = f"collapsed at 9k | collapsed at {late:,} | verdicts at {late:,} | std z given C at {late:,}"
     print(f"\n| init | remedy | {head} | final tar_ll ± se |")
     print("|---|---|---|---|---|---|---|")
@@ -273,7 +414,7 @@ def study(args: argparse.Namespace) -> None:
         at_9k = f"{_collapsed(runs, 9000)}/{len(runs)}" if 9000 <= args.steps else "-"
         lls = torch.tensor([r["tar_ll"] for r in runs], dtype=torch.float64)
         se = (lls.std() / math.sqrt(len(lls))).item() if len(lls) > 1 else float("nan")
-        std = sum(r["snapshots"][str(late)]["std_context"] for r in runs) / len(runs)
+        std = sum(_snapshot(r, late)["std_context"] for r in runs) / len(runs)
         n, kinds = len(runs), _verdicts(runs, late)
         cells = f"{at_9k} | {_collapsed(runs, late)}/{n} | {kinds} | {std:.4f} | {lls.mean():.2f} ± {se:.2f}"
         print(f"| {init} | {remedy} | {cells} |")
@@ -288,15 +429,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["reproduce", "study"])
     parser.add_argument("--steps", type=int, default=25000)
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=2, help="processes for the study")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: reproduce 1, study 5)")
+    parser.add_argument("--jobs", type=int, default=None, help="processes (default: reproduce 1, study 2)")
     parser.add_argument("--remedies", nargs="+", choices=list(REMEDIES), help="default: all")
-    parser.add_argument("--inits", nargs="+", choices=list(INITS), help="study: default all")
+    parser.add_argument(
+        "--inits", nargs="+", choices=list(REPRODUCE_INITS), help="default: reproduce all four, study the first three"
+    )
+    parser.add_argument("--loss", choices=LOSSES, default="targets", help="the points scored (module docstring)")
     parser.add_argument("--task", choices=list(TASKS), default="sine5", help="study: the training tasks")
     parser.add_argument("--report", action="store_true", help="study: tabulate the finished runs, train nothing")
     parser.add_argument("--out", default="runs/collapse")
     parser.add_argument("--figures", default="docs/figures")
     args = parser.parse_args()
+    reproducing = args.command == "reproduce"
+    args.seeds = args.seeds if args.seeds is not None else (1 if reproducing else 5)
+    args.jobs = args.jobs if args.jobs is not None else (1 if reproducing else 2)
+    if args.loss == "sum" and not reproducing and args.remedies != ["baseline"]:
+        parser.error("--loss sum is the critique's exact loss of the baseline: pass --remedies baseline")
     print(f"command: python benchmarks/collapse.py {' '.join(sys.argv[1:])}")
     reproduce(args) if args.command == "reproduce" else study(args)
 

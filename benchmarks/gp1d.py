@@ -50,7 +50,7 @@ from step_time import median_step_ms
 from npkit.config import load_config, split_section
 from npkit.data import make_sampler
 from npkit.data.gp import PERIODIC_KERNELS
-from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp
+from npkit.evaluation.metrics import cached_eval_set, evaluate, evaluate_gp
 from npkit.models import build_model
 from npkit.objectives import get_objective
 from npkit.runs import load_trained

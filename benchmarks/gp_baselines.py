@@ -15,7 +15,7 @@ import time
 import torch
 
 from npkit.data import make_sampler
-from npkit.evaluation import evaluate_gp, make_eval_set
+from npkit.evaluation.metrics import evaluate_gp, make_eval_set
 
 KERNELS = ("rbf", "matern52", "periodic")
 

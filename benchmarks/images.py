@@ -12,7 +12,7 @@ stopped and restarted. Then:
 1. training speed: median ms per Adam step (and images/s = batch / step time) over
    ``--speed-steps`` isolated steps of the preset's objective on pre-drawn batches, and the peak
    RSS of that process (one process per model, so the peak is its own);
-2. evaluation (``npkit.completion``) on the test split: ``--num-images`` images scored at every
+2. evaluation (``npkit.evaluation.completion``) on the test split: ``--num-images`` images scored at every
    pixel with 1, 5, 10, 20, 50 and 100 % of their pixels observed, for every model, kNN (k = 5)
    and the RBF GP fitted per image (at most 200 context pixels);
 3. sample diversity of latent models from 10 and 100 pixels and from all of them: mean pairwise
@@ -35,18 +35,18 @@ import torch
 from common import cpu_name, train  # sibling scripts: benchmarks/ is on sys.path
 from step_time import median_step_ms
 
-from npkit.completion import (
+from npkit.config import load_config, presets, split_section
+from npkit.data import DIGITS_TEST, make_sampler
+from npkit.data.image_datasets import load_digits, load_mnist
+from npkit.evaluation.completion import (
     digit_classifier,
     evaluate_fractions,
     format_fraction_table,
     fraction_tasks,
     sample_diversity,
 )
-from npkit.config import load_config, presets, split_section
-from npkit.data import DIGITS_TEST, make_sampler
-from npkit.data.image_datasets import load_digits, load_mnist
 from npkit.objectives import get_objective
-from npkit.plot import completion_context_sizes, plot_completion, plot_fractions
+from npkit.plot.figures import completion_context_sizes, plot_completion, plot_fractions
 from npkit.runs import load_trained
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"

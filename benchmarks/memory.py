@@ -7,7 +7,7 @@ Each measurement runs in its own process, so its peak RSS (``VmHWM``) is its own
 task is a batch of 16 64x64 RGB images: x in [0, 1]^2, y in [0, 1]^3, 300 context points and
 4,096 targets, 50 latent samples. Three measurements:
 
-- ``evaluate``: ``npkit.evaluation.evaluate(model, [batch], num_samples=50)``;
+- ``evaluate``: ``npkit.evaluation.metrics.evaluate(model, [batch], num_samples=50)``;
 - ``predict``:  ``npkit.predict(model, xc, yc, xt, num_samples=50)`` (and its mean and stddev);
 - ``train``:    forward + backward of ``npkit.objectives.iwae`` with 4 samples (``nll`` for the
   CNP) on 1,000 context points and 4,096 targets, by default for the ANP only (``--train-models``).
@@ -31,7 +31,7 @@ import torch
 from common import cpu_name, memory_mb  # sibling script: benchmarks/ is on sys.path
 
 import npkit
-from npkit.evaluation import evaluate
+from npkit.evaluation.metrics import evaluate
 from npkit.models import MODELS, build_model
 from npkit.objectives import iwae, nll
 from npkit.tasks import Batch

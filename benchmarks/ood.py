@@ -30,7 +30,7 @@ from common import cpu_name  # sibling scripts: benchmarks/ is on sys.path
 from npkit.baselines.gp import gp_posterior
 from npkit.config import load_config
 from npkit.data import make_sampler
-from npkit.evaluation import cached_eval_set
+from npkit.evaluation.metrics import cached_eval_set
 from npkit.predictive import predict
 from npkit.runs import RUN_CONFIG, checkpoint_state, latest_checkpoint, load_trained, model_dir
 from npkit.train import default_threads

@@ -20,7 +20,7 @@ reused, an interrupted one resumed. Then:
    examples per class, 5 queries per class, ``--episodes`` episodes, ± standard error over
    episodes, for the trained and untrained statistician and plain features: the points' 8x8
    occupancy histogram (spatial digits) and the mean image of the examples (digit sets);
-4. figures (``npkit.plot_sets``) in ``--figures``.
+4. figures (``npkit.plot.sets``) in ``--figures``.
 
 ``--few-shot RUN`` instead scores one trained run folder (``npkit train statistician-digit-sets
 --run-dir RUN [--set ...]``): 5-way few-shot on the test split's classes its training lacked (all
@@ -63,11 +63,7 @@ from npkit import fit
 from npkit.cli import _checked, _eval_sampler, _every_class_sampler, _run_config
 from npkit.config import apply_overrides, load_config, split_section
 from npkit.data import ClassSets, make_sampler
-from npkit.models import build_model
-from npkit.objectives import LossOutput, statistician_elbo, statistician_elbo_terms
-from npkit.plot_sets import plot_statistician
-from npkit.runs import load_trained
-from npkit.statistician_eval import (
+from npkit.evaluation.statistician import (
     elbo_on,
     few_shot_accuracy,
     knn_accuracy,
@@ -77,6 +73,10 @@ from npkit.statistician_eval import (
     sample_moments,
     silhouette,
 )
+from npkit.models import build_model
+from npkit.objectives import LossOutput, statistician_elbo, statistician_elbo_terms
+from npkit.plot.sets import plot_statistician
+from npkit.runs import load_trained
 from npkit.train import default_threads
 
 # Few-shot presets (trained on digits 0-4) and the plain features each is compared with.

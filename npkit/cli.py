@@ -153,7 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from npkit.data import ImageSampler
     from npkit.data.gp import PERIODIC_KERNELS
-    from npkit.evaluation import cached_eval_set, evaluate, evaluate_gp, format_table
+    from npkit.evaluation.metrics import cached_eval_set, evaluate, evaluate_gp, format_table
     from npkit.files import atomic_write, write_json
     from npkit.runs import load_trained
     from npkit.train import default_threads
@@ -170,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         _eval_images(run_dir, model, sampler, ev)
         return
     if model.name == "statistician":
-        from npkit.statistician_eval import evaluate_sets
+        from npkit.evaluation.statistician import evaluate_sets
 
         text, results = evaluate_sets(
             model, sampler, ev.num_batches * ev.batch_size, ev.seed, _every_class_sampler(config, sampler)
@@ -219,10 +219,10 @@ def _eval_images(run_dir: Path, model, sampler, ev) -> None:
     """``npkit eval`` on an image run: per-pixel log-likelihood and MSE against the context
     fraction for the model, kNN and the fitted GP (tables, metrics.json, a figure), and the
     diversity of a latent model's samples."""
-    from npkit.completion import evaluate_fractions, format_fraction_table, fraction_tasks, sample_diversity
-    from npkit.evaluation import GP_MAX_CONTEXT
+    from npkit.evaluation.completion import evaluate_fractions, format_fraction_table, fraction_tasks, sample_diversity
+    from npkit.evaluation.metrics import GP_MAX_CONTEXT
     from npkit.files import atomic_write, write_json
-    from npkit.plot import plot_fractions
+    from npkit.plot.figures import plot_fractions
 
     pixels = sampler.shape[0] * sampler.shape[1]
     tasks = fraction_tasks(sampler, ev.fractions, ev.num_images, ev.batch_size, ev.seed)
@@ -255,7 +255,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
     from npkit.data import ImageSampler
     from npkit.models import build_model
-    from npkit.plot import (
+    from npkit.plot.figures import (
         completion_context_sizes,
         plot_completion,
         plot_predictions,
@@ -285,7 +285,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
     images = isinstance(image_sampler, ImageSampler)
     sets = name == "statistician"
     if sets:  # posterior means of the untrained and trained model; digits: summaries and samples
-        from npkit.plot_sets import plot_statistician
+        from npkit.plot.sets import plot_statistician
 
         torch.manual_seed(config["train"].get("seed", 0))  # the initial model of the run
         ev = section_config(config, "eval")
@@ -354,7 +354,7 @@ def cmd_diagnose(args: argparse.Namespace) -> None:
     import torch
 
     from npkit.data import ImageSampler
-    from npkit.diagnostics import diagnose
+    from npkit.evaluation.diagnostics import diagnose
     from npkit.files import write_json
     from npkit.runs import load_trained
     from npkit.train import default_threads
@@ -460,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="posterior-collapse diagnostics of a trained latent model",
         description="Posterior std of z given the context and given context + targets, their KL, active "
         "latent units, the mutual information between z and the task, the spread of function samples "
-        "far from the data (1D: x in [-4, -3]) and a verdict (see npkit.diagnostics). Writes diagnostics.json.",
+        "far from the data (1D: x in [-4, -3]) and a verdict (see npkit.evaluation.diagnostics). "
+        "Writes diagnostics.json.",
     )
     diag.add_argument("--num-tasks", type=int, default=256, help="tasks drawn from the run's data (default 256)")
     diag.add_argument("--num-samples", type=int, default=100, help="function samples for the far spread")

@@ -104,7 +104,7 @@ class EvalConfig:
     in the list for the data preset's own; ``kernels=None`` uses the data section's kernel
     (``npkit.config`` fills it in when a config is loaded).
 
-    Image runs (``npkit.completion``): ``num_images`` images scored at every pixel from each
+    Image runs (``npkit.evaluation.completion``): ``num_images`` images scored at every pixel from each
     context ``fractions`` of their pixels, beside kNN with ``knn_k`` neighbours and the fitted
     GP; ``data`` overrides the data section for evaluation and plots (image presets with splits
     default to ``{split: test}``)."""

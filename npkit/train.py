@@ -264,7 +264,7 @@ def fit(
     if cfg.diagnose_every is not None:
         if not model.is_latent:
             raise ValueError(f"train.diagnose_every needs a latent model; {type(model).__name__} has no posterior")
-        from npkit.diagnostics import CollapseMonitor
+        from npkit.evaluation.diagnostics import CollapseMonitor
 
         callbacks = (*callbacks, CollapseMonitor(data, every=cfg.diagnose_every))
     objective_name = objective if isinstance(objective, str) else getattr(objective, "__qualname__", repr(objective))
@@ -380,7 +380,7 @@ def _train(
             for callback in callbacks:
                 row.update(callback(done, model, out) or {})
             if evaluation and fabric.is_global_zero and (done % cfg.eval_every == 0 or done == cfg.steps):
-                from npkit.evaluation import evaluate
+                from npkit.evaluation.metrics import evaluate
 
                 scores = evaluate(model, evaluation, num_samples=cfg.eval_samples)
                 row.update({f"eval/{k}": scores[k] for k in ("ctx_ll", "tar_ll")})

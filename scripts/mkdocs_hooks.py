@@ -28,9 +28,9 @@ API_GROUPS = {
     "Data and tasks": ("npkit.data", "npkit.tasks"),
     "Objectives": ("npkit.objectives",),
     "Training and checkpoints": ("npkit.train", "npkit.settings", "npkit.runs"),
-    "Evaluation and baselines": ("npkit.evaluation", "npkit.baselines", "npkit.completion"),
-    "Diagnostics": ("npkit.diagnostics",),
-    "Plots": ("npkit.plot",),
+    "Evaluation and baselines": ("npkit.evaluation.metrics", "npkit.baselines", "npkit.evaluation.completion"),
+    "Diagnostics": ("npkit.evaluation.diagnostics",),
+    "Plots": ("npkit.plot.figures",),
     "Pyro": ("npkit.pyro",),
     "Your own data": ("npkit.estimator",),
 }

@@ -9,7 +9,7 @@ import npkit.autoregressive as ar
 from npkit.autoregressive import ar_log_prob, ar_sample
 from npkit.baselines.gp import gp_posterior
 from npkit.data.gp import TrueGP
-from npkit.evaluation import evaluate
+from npkit.evaluation.metrics import evaluate
 from npkit.models import build_model
 from npkit.tasks import Batch
 

@@ -10,7 +10,7 @@ import torch
 from npkit.baselines import fit_gp, fitted_gp, gp_posterior, oracle
 from npkit.baselines.gp import FIT_KERNELS, _covar_module, _to_true_gp
 from npkit.data import GPSampler, TrueGP, make_sampler
-from npkit.evaluation import evaluate_gp, make_eval_set
+from npkit.evaluation.metrics import evaluate_gp, make_eval_set
 
 
 def _t(*values: float) -> torch.Tensor:
@@ -190,7 +190,7 @@ def test_knn_mean_and_std_by_hand():
 
 
 def test_evaluate_knn_digits_finite_and_better_with_more_context():
-    from npkit.evaluation import evaluate_knn
+    from npkit.evaluation.metrics import evaluate_knn
 
     small, large = evaluate_knn(_digits_set(10), k=5), evaluate_knn(_digits_set(50), k=5)
     for result in (small, large):
@@ -204,7 +204,7 @@ def test_evaluate_knn_digits_finite_and_better_with_more_context():
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_fitted_gp_on_images_subsamples_the_context(monkeypatch, channels):
-    import npkit.evaluation as evaluation
+    import npkit.evaluation.metrics as evaluation
 
     evalset = _digits_set(40, num_batches=1, batch_size=4)
     if channels > 1:  # colour: the digit in channel 0, scaled copies in the others

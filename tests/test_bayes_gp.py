@@ -10,7 +10,7 @@ from torch.distributions import MultivariateNormal, Normal
 
 from npkit.baselines import gp_posterior, hyper_marginal_gp
 from npkit.data import GPSampler, TrueGP, make_sampler
-from npkit.evaluation import evaluate_gp, make_eval_set
+from npkit.evaluation.metrics import evaluate_gp, make_eval_set
 
 
 def _task(kernel: str, n: int = 12, seed: int = 0):

@@ -38,7 +38,7 @@ def test_worst_share_tells_a_few_catastrophic_points_from_a_spread_deficit(ood):
 
 def test_oracle_points_score_the_targets_under_the_true_gp(ood):
     from npkit.data import make_sampler
-    from npkit.evaluation import evaluate_gp, make_eval_set
+    from npkit.evaluation.metrics import evaluate_gp, make_eval_set
 
     evalset = make_eval_set(make_sampler("gp1d", kernel="rbf"), 3, 8, seed=0)
     pooled = ood.oracle_points(evalset)

@@ -9,7 +9,8 @@ import torch
 
 from npkit import build_model
 from npkit.cli import main
-from npkit.completion import (
+from npkit.data import ImageSampler, make_sampler
+from npkit.evaluation.completion import (
     context_count,
     digit_classifier,
     evaluate_fractions,
@@ -18,8 +19,7 @@ from npkit.completion import (
     mean_pairwise_distance,
     sample_diversity,
 )
-from npkit.data import ImageSampler, make_sampler
-from npkit.evaluation import evaluate, evaluate_knn
+from npkit.evaluation.metrics import evaluate, evaluate_knn
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -124,8 +124,8 @@ def test_bad_options_name_the_option():
 def test_flow_posteriors_are_diagnosed_and_evaluated(posterior):
     """The planar flow cannot score foreign z: its KL, mutual information and importance-weighted
     joint log-likelihood are NaN; the IAF (invertible) gets every number; both get a verdict."""
-    from npkit.diagnostics import diagnose
-    from npkit.evaluation import evaluate
+    from npkit.evaluation.diagnostics import diagnose
+    from npkit.evaluation.metrics import evaluate
 
     model = small(posterior)
     d = diagnose(model, SINE, num_tasks=16, num_samples=8)

@@ -9,7 +9,7 @@ from torch.distributions import Independent, Normal
 
 from npkit import build_model
 from npkit.data import make_sampler
-from npkit.diagnostics import Diagnosis, diagnose, mutual_information
+from npkit.evaluation.diagnostics import Diagnosis, diagnose, mutual_information
 
 
 def constructed(posterior, z_gain: float = 1.0):

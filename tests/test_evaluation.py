@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Normal
 
 from npkit.data import GPSampler, TrueGP, make_sampler
-from npkit.evaluation import (
+from npkit.evaluation.metrics import (
     METRICS,
     EvalSet,
     _joint_importance_weighted,

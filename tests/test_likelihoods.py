@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from npkit.autoregressive import ar_log_prob, ar_sample
 from npkit.data import make_sampler
-from npkit.evaluation import evaluate
+from npkit.evaluation.metrics import evaluate
 from npkit.likelihoods import Bernoulli, Gaussian, GaussianMixture, StudentTHead, build_likelihood
 from npkit.models import build_model
 from npkit.objectives import nll

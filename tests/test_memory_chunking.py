@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import MODEL_WIDE, build_variant, family_of
 
-import npkit.evaluation as evaluation
+import npkit.evaluation.metrics as evaluation
 import npkit.models.chunking as chunking
-from npkit.evaluation import evaluate
+from npkit.evaluation.metrics import evaluate
 from npkit.models import MODELS, build_model
 from npkit.predictive import predict
 from npkit.tasks import Batch

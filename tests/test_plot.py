@@ -6,13 +6,13 @@ import pytest
 import torch
 
 import npkit
-import npkit.plot
+import npkit.plot.figures
 from npkit.baselines.gp import gp_posterior
 from npkit.cli import main
 from npkit.data import make_sampler
 from npkit.data.gp import TrueGP
 from npkit.models import build_model
-from npkit.plot import (
+from npkit.plot.figures import (
     ORACLE_CHUNK,
     RAW_ALPHA,
     _oracle_marginals,
@@ -171,7 +171,7 @@ def test_oracle_grid_is_denser_for_short_length_scales_and_periods():
     assert smooth == 200  # the minimum
     assert rough == 8 * 4 / 0.1 + 1  # ORACLE_POINTS_PER_FEATURE per length scale
     assert periodic > rough  # a period of 0.3 varies over 0.3 * 0.6 / (2 pi) = 0.029
-    assert oracle_grid_size(gp("periodic", 0.1, period=0.1), x_range) == npkit.plot.MAX_ORACLE_GRID
+    assert oracle_grid_size(gp("periodic", 0.1, period=0.1), x_range) == npkit.plot.figures.MAX_ORACLE_GRID
 
 
 def test_the_oracle_is_drawn_on_its_dense_grid_thinner_than_the_model(model, periodic):
@@ -254,13 +254,13 @@ def test_cli_plot_titles_name_the_model_kernel_and_steps(tmp_path, monkeypatch):
     train = ["train.steps=3", "train.progress=false", "train.eval_every=null", "model.name=anp"]
     train += ["model.hidden_dim=8", "model.r_dim=8", "model.z_dim=4"]
     assert main(["train", "quickstart", "--run-dir", str(run)] + [f"--set={s}" for s in train]) == 0
-    figures, save = {}, npkit.plot._save
+    figures, save = {}, npkit.plot.figures._save
 
     def keep(fig, path):
         figures[Path(path).name] = fig
         return save(fig, path)
 
-    monkeypatch.setattr(npkit.plot, "_save", keep)
+    monkeypatch.setattr(npkit.plot.figures, "_save", keep)
     assert main(["plot", str(run), "--set=eval.kernels=[periodic]", "--set=plot.num_tasks=1"]) == 0
     titles = {name: fig.get_suptitle() for name, fig in figures.items()}
     assert sorted(titles) == [
@@ -298,7 +298,7 @@ def _image_axes(fig) -> list:
 
 @pytest.mark.parametrize("name, columns", [("cnp", 3), ("np", 3 + 2)])
 def test_completion_figure_has_one_row_per_context_size_and_its_columns(name, columns):
-    from npkit.plot import completion_figure
+    from npkit.plot.figures import completion_figure
 
     sampler = _image_sampler()
     fig = completion_figure(_image_model(name), sampler, sampler.images[0], (2, 5, 100, None), num_samples=2, title="T")
@@ -307,7 +307,7 @@ def test_completion_figure_has_one_row_per_context_size_and_its_columns(name, co
     labels = [ax.get_ylabel().split("\n") for ax in axes if ax.get_ylabel()]
     assert [ax.get_ylabel().split("\n") for ax in axes[::columns]] == labels
     assert [label[0] for label in labels] == ["2 pixels", "5 pixels", "all 16 pixels"]
-    if name == "np":  # the samples' mean pairwise distance, as npkit.completion computes it
+    if name == "np":  # the samples' mean pairwise distance, as npkit.evaluation.completion computes it
         draws = [ax.get_images()[0].get_array().data for ax in axes[3:5]]  # the 2 samples of the first row
         spread = float(np.sqrt(((draws[0] - draws[1]) ** 2).mean()))
         assert labels[0][1] == f"sample spread {spread:.3f}"
@@ -317,7 +317,7 @@ def test_completion_figure_has_one_row_per_context_size_and_its_columns(name, co
 
 
 def test_completion_figure_rows_and_titles():
-    from npkit.plot import completion_figure
+    from npkit.plot.figures import completion_figure
 
     sampler = _image_sampler()
     fig = completion_figure(_image_model("np"), sampler, sampler.images[0], (1, 4, None), num_samples=3)
@@ -330,7 +330,7 @@ def test_completion_figure_rows_and_titles():
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_completion_context_panel_shows_unobserved_pixels_in_blue(channels):
-    from npkit.plot import completion_figure
+    from npkit.plot.figures import completion_figure
 
     sampler = _image_sampler(channels, size=3)
     image = sampler.images[0]
@@ -348,7 +348,7 @@ def test_completion_context_panel_shows_unobserved_pixels_in_blue(channels):
 @pytest.mark.parametrize("coords, values", [("unit", "unit"), ("centered", "centered")])
 def test_completion_mean_panel_is_the_models_predictive_mean(coords, values):
     from npkit.data import pixel_grid
-    from npkit.plot import completion_figure
+    from npkit.plot.figures import completion_figure
     from npkit.predictive import predict
 
     sampler = _image_sampler(size=4, coords=coords, values=values)
@@ -363,23 +363,23 @@ def test_completion_mean_panel_is_the_models_predictive_mean(coords, values):
     assert shown.shape == (4, 4)
     assert torch.allclose(torch.as_tensor(shown), mean.clamp(0, 1).reshape(4, 4), atol=1e-6)
     std = _image_axes(fig)[2].get_images()[0]
-    assert std.get_clim()[0] == 0 and std.get_cmap().name == npkit.plot.STD_CMAP
+    assert std.get_clim()[0] == 0 and std.get_cmap().name == npkit.plot.figures.STD_CMAP
 
 
 def test_completion_rgb_panels_are_rgb(tmp_path):
-    from npkit.plot import plot_completion
+    from npkit.plot.figures import plot_completion
 
     sampler = _image_sampler(3, size=4)
     out = plot_completion(_image_model("np", 3), sampler, sampler.images[1], tmp_path / "c.png", (3, None), 2)
     assert out.read_bytes()[:8] == PNG_SIGNATURE
-    fig = npkit.plot.completion_figure(_image_model("np", 3), sampler, sampler.images[1], (3, None), 2)
+    fig = npkit.plot.figures.completion_figure(_image_model("np", 3), sampler, sampler.images[1], (3, None), 2)
     arrays = [ax.get_images()[0].get_array() for ax in _image_axes(fig)]
     assert [a.shape for a in arrays[:5]] == [(4, 4, 3), (4, 4, 3), (4, 4), (4, 4, 3), (4, 4, 3)]
     assert all(a.min() >= 0 and a.max() <= 1 for a in arrays)
 
 
 def test_completion_rejects_bad_inputs():
-    from npkit.plot import completion_figure
+    from npkit.plot.figures import completion_figure
 
     sampler = _image_sampler()
     with pytest.raises(ValueError, match="y_dim = 3"):
@@ -391,7 +391,7 @@ def test_completion_rejects_bad_inputs():
 
 
 def test_completion_context_sizes():
-    from npkit.plot import completion_context_sizes
+    from npkit.plot.figures import completion_context_sizes
 
     assert completion_context_sizes(784) == (10, 100, 300, None)
     assert completion_context_sizes(64) == (3, 10, 32, None)

@@ -254,7 +254,7 @@ def test_batch_normalised_statistic_uses_the_other_sets_only_in_training():
 
 
 def test_running_statistics_move_only_in_training_and_evaluation_uses_eval_mode():
-    from npkit.statistician_eval import elbo_on, statistic_means
+    from npkit.evaluation.statistician import elbo_on, statistic_means
 
     model = warmed_up(make(normalization="batch"))
     frozen = {k: v.clone() for k, v in model.state_dict().items()}

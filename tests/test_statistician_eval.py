@@ -1,4 +1,4 @@
-"""Specification of npkit.statistician_eval, npkit.plot_sets and the statistician's data presets
+"""Specification of npkit.evaluation.statistician, npkit.plot.sets and the statistician's data presets
 and CLI: posterior means, silhouettes, few-shot accuracy, summaries, figures, `npkit train|eval|plot`."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from torch.distributions import Independent, Normal
 from npkit.cli import main
 from npkit.data import make_sampler, preset_options
 from npkit.data.sets import ClassSets, DistributionSets, PointSets
-from npkit.models import build_model
-from npkit.statistician_eval import (
+from npkit.evaluation.statistician import (
     evaluate_sets,
     few_shot_accuracy,
     knn_accuracy,
@@ -26,6 +25,7 @@ from npkit.statistician_eval import (
     silhouette,
     summary_points,
 )
+from npkit.models import build_model
 
 NUM_CLASSES = 10
 

@@ -12,7 +12,7 @@ items that are present. Samplers draw batches from a seeded ``torch.Generator`` 
   paper's few-shot OMNIGLOT setting, section 5.4); `digit_sets` builds it from the 8x8
   digits, `mnist_sets` from MNIST.
 
-Both image samplers also give the episodes of ``npkit.statistician_eval.few_shot_accuracy``:
+Both image samplers also give the episodes of ``npkit.evaluation.statistician.few_shot_accuracy``:
 ``support_sets(indices [ways, k])`` and ``query_sets(indices [q])``, so that the prototype of a
 class is always ``features(support.x).view(ways, -1, F).mean(1)``.
 """

@@ -52,7 +52,7 @@ class StatisticianConfig(ModelOptions):
     statistics are those of the batch, so q(c | D) of a set depends on the other sets of the batch
     (and training needs at least 2 sets per batch); in eval mode (``model.eval()``) running
     statistics are used and each set is encoded on its own, so evaluate in eval mode
-    (``npkit.statistician_eval`` switches to it; calling the model directly does not).
+    (``npkit.evaluation.statistician`` switches to it; calling the model directly does not).
     """
 
     x_dim: int = 1

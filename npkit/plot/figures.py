@@ -23,9 +23,9 @@ from torch import Tensor
 
 from npkit.autoregressive import ar_sample
 from npkit.baselines.gp import gp_posterior
-from npkit.completion import mean_pairwise_distance
 from npkit.data.gp import TrueGP
 from npkit.data.images import ImageSampler, pixel_grid
+from npkit.evaluation.completion import mean_pairwise_distance
 from npkit.models.base import NeuralProcess
 from npkit.predictive import SampleMixture, per_sample, predict, sample_functions
 from npkit.rng import seeded
@@ -240,13 +240,13 @@ def plot_predictions(model: NeuralProcess, batch: Batch, path: str | Path, **opt
     thin lines) and the mean and 2-sigma band of their mixture. With ``gp``, the GP that
     generated the batch (``sampler.sample_with_truth``), the exact GP's mean and 2-sigma band
     are drawn thin and light in red, on a grid of ``oracle_grid`` points (default:
-    ``npkit.plot.oracle_grid_size``, dense enough for short periods). x_dim = y_dim = 1.
+    ``npkit.plot.figures.oracle_grid_size``, dense enough for short periods). x_dim = y_dim = 1.
 
     Args:
         model: the model (x_dim = y_dim = 1).
         batch: the tasks; the first ``num_tasks`` are drawn.
         path: the PNG file to write (folders are created).
-        **options (Any): the options of ``npkit.plot.predictions_figure``: ``num_tasks``
+        **options (Any): the options of ``npkit.plot.figures.predictions_figure``: ``num_tasks``
             (default 4), ``num_samples`` (10), ``grid_size`` (200), ``x_range``, ``gp``,
             ``seed`` (0; the predictions' random draws), ``title`` (say the model, data and
             training steps; default ``"<label>: predictions"``), ``label`` (the model's name
@@ -413,7 +413,7 @@ def plot_training_curves(
 ) -> Path:
     """Plot the training curves of a run's CSV log as a PNG, one panel per metric, x = step.
 
-    Every numeric column is a panel (``npkit.plot.read_metrics``: empty cells skipped, a step
+    Every numeric column is a panel (``npkit.plot.figures.read_metrics``: empty cells skipped, a step
     logged again keeps its last value). Noisy series (at least ``MIN_SMOOTH_POINTS`` values, not
     monotone) are drawn as an exponential moving average over the raw values, drawn faint;
     shorter ones (evaluations) as points, schedules (lr) as they are.
@@ -424,7 +424,7 @@ def plot_training_curves(
         title: heads the figure: say the model, data and steps (None: ``"training curves,
             <last step> steps"``).
         smoothing: the EMA weight in [0, 1) (0: no smoothing; None: about 5% of each series,
-            ``npkit.plot.default_smoothing``).
+            ``npkit.plot.figures.default_smoothing``).
 
     Returns:
         ``path`` as a ``Path``.
@@ -577,7 +577,7 @@ def plot_completion(
     pixels in blue), the predictive mean, the predictive std (one colour scale for the column,
     with a colourbar on the right; RGB: the RMS over channels) and, for latent models, ``num_samples``
     function samples (one z each, the z-conditional mean), the row label giving their mean
-    pairwise RMS distance (``npkit.completion.mean_pairwise_distance``). A latent model's mean and std are
+    pairwise RMS distance (``npkit.evaluation.completion.mean_pairwise_distance``). A latent model's mean and std are
     those of the mixture over ``COMPLETION_MIXTURE_SAMPLES`` z.
 
     Args:

@@ -264,7 +264,7 @@ def evaluate(
             n_target forward passes' worth of work per batch).
 
     Returns:
-        The metrics, keys of ``npkit.evaluation.METRICS`` (``ctx_ll``, ``tar_ll``,
+        The metrics, keys of ``npkit.evaluation.metrics.METRICS`` (``ctx_ll``, ``tar_ll``,
             ``tar_ll_joint``, ``mse``, ``coverage95``, ``tar_ll_se``, ``num_tasks``; latent models
             also ``tar_ll_joint_iw``), defined in the module docstring, averaged over batches.
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from npkit.data.evalset import EvalSet
 from npkit.data.images import ImageSampler
-from npkit.evaluation import evaluate, evaluate_gp, evaluate_knn
+from npkit.evaluation.metrics import evaluate, evaluate_gp, evaluate_knn
 from npkit.predictive import sample_functions
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -94,7 +94,7 @@ def evaluate_fractions(
 
     Every model is evaluated with `npkit.evaluate`, beside kNN regression
     (`npkit.evaluate_knn`) and, with ``gp``, the RBF GP fitted per task and channel by
-    marginal likelihood (`npkit.evaluate_gp`, at most ``npkit.evaluation.GP_MAX_CONTEXT``
+    marginal likelihood (`npkit.evaluate_gp`, at most ``npkit.evaluation.metrics.GP_MAX_CONTEXT``
     context pixels per task), all on the same tasks.
 
     Args:
@@ -185,7 +185,7 @@ def sample_diversity(
         seed: seeds the images, the contexts and the z samples.
         classifier (Any): optional; anything with ``predict`` on flattened images in [0, 1]
             (channels last), e.g. a fitted scikit-learn model
-            (``npkit.completion.digit_classifier``).
+            (``npkit.evaluation.completion.digit_classifier``).
 
     Returns:
         {size label ("10", ..., "all"): {"pairwise_rms": mean pairwise RMS distance of the

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor
 
 from npkit.data.sets import ClassSets
-from npkit.plot import _figure, _save
-from npkit.statistician_eval import in_eval_mode, summary_points
+from npkit.evaluation.statistician import in_eval_mode, summary_points
+from npkit.plot.figures import _figure, _save
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray")
 
@@ -75,7 +75,7 @@ def plot_spatial_summaries(
     title: str | None = None,
 ) -> Path:
     """A row per set of x [rows, n_items, 2]: the set with its ``k``-point summary
-    (`npkit.statistician_eval.summary_points`) highlighted, then ``num_samples`` sets of
+    (`npkit.evaluation.statistician.summary_points`) highlighted, then ``num_samples`` sets of
     n_items points generated from the mean of q(c | set) (the observation model's means)."""
     rows = x.shape[0]
     torch.manual_seed(seed)
@@ -140,7 +140,7 @@ def plot_statistician(
     ``num_rows`` of its digits with their summaries and conditional samples
     (spatial-summaries.png); for sets of images (`ClassSets`), ``num_rows``
     sets with images generated given each (class-samples.png). Returns the paths written."""
-    from npkit.statistician_eval import posterior_means, silhouette
+    from npkit.evaluation.statistician import posterior_means, silhouette
 
     panels = {}
     for name, each in (("untrained", untrained), ("trained", model)):
