@@ -29,9 +29,10 @@ points) at x in [-4, -3] (``spread_five_left``), in [3, 4] (``spread_five_right`
 points (``spread_five_data``).
 
 ``study``: seeds x initialisations x {baseline, each remedy}, ``--jobs`` processes; each run's
-result is a JSON file under ``--out/study`` (a rerun skips finished runs, so it can be stopped
-and restarted); prints the table (fraction of seeds collapsed at 9k and 25k steps and overconfident at 25k, final
-tar_ll ± standard error over seeds) and draws the posterior std over training
+result is a JSON file under ``--out/study`` (named with the loss, except the all-points loss's,
+whose files predate ``--loss``; a rerun skips finished runs, so it can be stopped and
+restarted); prints the table (fraction of seeds collapsed at 9k and 25k steps and overconfident
+at 25k, final tar_ll ± standard error over seeds) and draws the posterior std over training
 (``collapse-study-std.png``).
 """
 
@@ -333,7 +334,7 @@ def reproduce(args: argparse.Namespace) -> None:
         group = [r for r in results if r["init"] == init]
         for step in sorted(group[0]["snapshots"]):
             ds = [r["snapshots"][step] for r in group]
-            keys = ("std_context", "kl", "spread_five_left", "spread_five_right")
+            keys = ("std_context", "kl", "spread_five_left", "spread_five_right")  # torch's median: the lower middle
             med = {k: torch.tensor([d[k] for d in ds]).median().item() for k in keys}
             wide = sum(max(d["spread_five_left"], d["spread_five_right"]) >= FLAT_SPREAD for d in ds)
             print(
