@@ -2,7 +2,10 @@
 
 ``aggregate(encoded, xt)`` gives the per-target representation and ``decode(h, z)`` the
 decoder's outputs `[S, batch, n_target, P]` (or `[batch, n_target, P]` without z), as in
-`NeuralProcess`. Both functions return exactly what one pass would; they differ in memory only.
+`NeuralProcess`. Both functions take ``(aggregate, decode, encoded, xt, z, width)``: the two
+steps, the context's encoding, target inputs `[batch, n_target, x_dim]`, latent samples
+`[S, batch, z_dim]` or None, and the decoder's hidden width; both return exactly what one pass
+would, `[S, batch, n_target, P]` (`[batch, n_target, P]` without z). They differ in memory only.
 """
 
 from __future__ import annotations
@@ -29,17 +32,6 @@ def decode_checkpointed(
     sample, task and target: thousands of targets, images), chunks of targets are decoded under
     activation checkpointing: their activations are recomputed in the backward pass instead of
     kept, so training memory is bounded in targets too. Small tasks take one plain pass.
-
-    Args:
-        aggregate: ``(encoded, xt) -> h``, the per-target representation.
-        decode: ``(h, z) -> outputs``.
-        encoded: the context's encoding.
-        xt: target inputs `[batch, n_target, x_dim]`.
-        z: latent samples `[S, batch, z_dim]`, or None.
-        width: the decoder's hidden width.
-
-    Returns:
-        The decoder outputs, `[S, batch, n_target, P]` (`[batch, n_target, P]` without z).
     """
     num_z = 1 if z is None else z.shape[0]
     per_point = max(1, num_z * xt.shape[0] * width)
@@ -58,17 +50,6 @@ def decode_in_chunks(
     chunks of targets, and of latent samples when one target's samples exceed that. Each piece is
     written into one preallocated output, so nothing of a piece outlives it (kept pieces between
     the freed activations fragment the heap: peak RSS then grows with the number of pieces).
-
-    Args:
-        aggregate: ``(encoded, xt) -> h``, the per-target representation.
-        decode: ``(h, z) -> outputs``.
-        encoded: the context's encoding.
-        xt: target inputs `[batch, n_target, x_dim]`.
-        z: latent samples `[S, batch, z_dim]`, or None.
-        width: the decoder's hidden width.
-
-    Returns:
-        The decoder outputs, `[S, batch, n_target, P]` (`[batch, n_target, P]` without z).
     """
     num_z = 1 if z is None else z.shape[0]
     per_sample_point = max(1, xt.shape[0] * width)
