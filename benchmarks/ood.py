@@ -53,18 +53,20 @@ def oracle_points(evalset) -> dict[str, torch.Tensor]:
 def model_points(model, evalset, num_samples: int = 50) -> dict[str, torch.Tensor]:
     """Per target point, pooled: the model's marginal log-likelihood, std, standardised error,
     and the distance of the target to its nearest context point."""
-    ll, std, z, dist, index = [], [], [], [], []
+    ll, std, z, err, dist, index = [], [], [], [], [], []
     with torch.no_grad():
         for i, batch in enumerate(evalset):
             pred = predict(model, batch.xc, batch.yc, batch.xt, num_samples=num_samples)
             ll.append(pred.log_prob(batch.yt).flatten().double())
             s = pred.stddev[..., 0]
             std.append(s.flatten().double())
-            z.append(((batch.yt[..., 0] - pred.mean[..., 0]) / s).flatten().double())
+            e = (batch.yt[..., 0] - pred.mean[..., 0]).abs()  # not z * std: a Student-t's std can be inf
+            err.append(e.flatten().double())
+            z.append((e / s).flatten().double())
             gap = (batch.xt[..., 0].unsqueeze(-1) - batch.xc[..., 0].unsqueeze(-2)).abs()  # [B, Nt, Nc]
             dist.append(gap.min(-1).values.flatten().double())
             index.append(torch.full_like(ll[-1], i, dtype=torch.long))
-    pooled = {"ll": ll, "std": std, "z": z, "dist": dist, "batch": index}
+    pooled = {"ll": ll, "std": std, "z": z, "err": err, "dist": dist, "batch": index}
     return {key: torch.cat(parts) for key, parts in pooled.items()}
 
 
@@ -85,7 +87,7 @@ def summary(points: dict[str, torch.Tensor], oracle: dict[str, torch.Tensor] | N
             out[f"ll_{low}-{high}"] = ll[near].mean().item()
         near = points["dist"] < DISTANCES[0][1]
         out["near_std"] = points["std"][near].median().item()
-        out["near_error"] = (points["z"] * points["std"]).abs()[near].median().item()
+        out["near_error"] = points["err"][near].median().item()
         out["near_oracle_std"] = oracle["std"][near].median().item()
     return out
 
