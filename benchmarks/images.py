@@ -2,9 +2,14 @@
 fraction for each model beside kNN and the fitted GP, and the diversity of latent samples.
 
     python benchmarks/images.py [--models cnp np anp] [--runs runs/images] [--steps N] [--num-images 64]
+    python benchmarks/images.py --models cnp anp --celeba DIR | --faces 2000 [--steps N]
 
 Data: MNIST when its IDX files are found (``--mnist``, default ``$NPKIT_DATA/mnist`` or
-``../shared/data/mnist``), else scikit-learn's 8x8 digits. Each model is trained with its preset
+``../shared/data/mnist``), else scikit-learn's 8x8 digits. ``--celeba DIR``: CelebA's aligned
+JPEGs and partition file in DIR, 32x32 RGB, presets ``celeba-<model>``. ``--faces N``: the same
+CelebA path on N face-like images drawn by ``npkit.make_face_folder`` (into ``--runs/faces-N``,
+made once), for a run without the data; its numbers are not CelebA's. Faces have no classes, so
+the sample diversity has no classifier columns there. Each model is trained with its preset
 (``mnist-<model>`` / ``digits-<model>``, ``--steps`` overriding the budget) by ``npkit train``
 into ``--runs/<preset>``; an existing run is resumed, a finished one reused, so the script can be
 stopped and restarted. Then:
@@ -27,6 +32,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +43,7 @@ from step_time import median_step_ms
 
 from npkit.config import load_config, presets, split_section
 from npkit.data import DIGITS_TEST, make_sampler
+from npkit.data.faces import make_face_folder
 from npkit.data.image_datasets import load_digits, load_mnist
 from npkit.evaluation.completion import (
     digit_classifier,
@@ -68,6 +75,46 @@ def mnist_folder(arg: str | None) -> Path | None:
     return None
 
 
+def face_folder(runs: Path, num_images: int) -> Path:
+    """``runs/faces-<num_images>``, written by ``make_face_folder`` (seed 0) unless it exists."""
+    root = runs / f"faces-{num_images}"
+    if not (root / "list_eval_partition.txt").is_file():
+        shutil.rmtree(root, ignore_errors=True)  # a folder left half-written by a killed run
+        make_face_folder(root, num_images=num_images, seed=0)
+    return root
+
+
+def classifier_of(mnist: Path | None, max_images: int):
+    """A digit classifier (logistic regression) fitted on up to ``max_images`` training images."""
+    images, labels = load_mnist(root=mnist, split="train") if mnist else load_digits()
+    n = min(max_images, len(labels) - (0 if mnist else DIGITS_TEST))  # digits: train split only
+    return digit_classifier(images[:n], labels[:n]), n
+
+
+def print_diversity(models: dict, test, classifier) -> None:
+    """The sample diversity table of the latent models; ``classifier``: (model, images it was
+    fitted on), or None (no classes: the pairwise distance only)."""
+    pixels = test.shape[0] * test.shape[1]
+    sizes = [s for s in (10, 100) if s < pixels] + [None]
+    print("\nsample diversity: 5 samples per image, 16 test images; pairwise = mean pairwise RMS distance", end="")
+    if classifier is None:
+        print("\n\n| model | context | pairwise |\n|---|---|---|")
+    else:
+        print(
+            f", classes = distinct classes among the 5 (logistic regression on {classifier[1]} training images), "
+            "true = fraction of samples classified as the real image is\n\n| model | context | pairwise | classes | "
+            "true |\n|---|---|---|---|---|"
+        )
+    for name, model in models.items():
+        if model.is_latent:
+            fitted = None if classifier is None else classifier[0]
+            for size, d in sample_diversity(model, test, sizes, num_images=16, classifier=fitted).items():
+                stats = f"{d['pairwise_rms']:.4f}"
+                if fitted is not None:
+                    stats += f" | {d['distinct_classes']:.2f} | {d['true_class']:.2f}"
+                print(f"| {name} | {size} | {stats} |")
+
+
 def speed_worker(args: argparse.Namespace) -> dict:
     """Median ms per training step of the run's model and objective, and this process's peak RSS."""
     config = load_config(Path(args.worker) / "config.yaml")
@@ -96,6 +143,8 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/images", help="folder of the training runs (resumed, reused)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     parser.add_argument("--mnist", default=None, help="folder with the MNIST IDX files ('none': use the 8x8 digits)")
+    parser.add_argument("--celeba", default=None, help="folder in CelebA's layout (img_align_celeba/, partition file)")
+    parser.add_argument("--faces", type=int, default=None, help="use N generated face-like images in CelebA's layout")
     parser.add_argument("--num-images", type=int, default=64, help="test images per context fraction")
     parser.add_argument("--samples", type=int, default=50, help="latent samples in evaluation")
     parser.add_argument("--gp-restarts", type=int, default=4, help="fitted GP: random restarts per image")
@@ -111,21 +160,26 @@ def main() -> None:
         print(json.dumps(speed_worker(args)))
         return
 
-    mnist = mnist_folder(args.mnist)
-    data = "mnist" if mnist else "digits"
+    if args.celeba and args.faces:
+        raise SystemExit("--celeba and --faces: choose one (a CelebA folder, or generated faces)")
+    faces = args.celeba or (face_folder(Path(args.runs), args.faces) if args.faces else None)
+    mnist = None if faces else mnist_folder(args.mnist)
+    root = faces or mnist
+    data = "celeba" if faces else "mnist" if mnist else "digits"
+    label = "faces" if args.faces else data  # names the runs and figures
     print(f"command: python benchmarks/images.py {' '.join(sys.argv[1:])}")
     print(f"machine: {cpu_name()}, {args.threads} torch thread(s), torch {torch.__version__}")
-    print(f"data: {data} ({mnist or 'scikit-learn, bundled'})\n")
+    print(f"data: {data} ({root or 'scikit-learn, bundled'}{'; generated face-like images' if args.faces else ''})\n")
 
     runs, speed = {}, {}
     for name in args.models:
         preset = f"{data}-{name}"
         if preset not in presets():
             raise SystemExit(f"no preset {preset}; expected one of {presets()}")
-        sets = ([f"data.root={mnist}"] if mnist else []) + ["train.progress=false"]
+        sets = ([f"data.root={root}"] if root else []) + ["train.progress=false"]
         if args.steps is not None:
             sets.append(f"train.steps={args.steps}")
-        run = Path(args.runs) / (preset if args.steps is None else f"{preset}-{args.steps}")
+        run = Path(args.runs) / (preset.replace(data, label, 1) + ("" if args.steps is None else f"-{args.steps}"))
         train(preset, run, sets)
         runs[name] = run
         worker = [sys.executable, __file__, "--worker", str(run), "--speed-steps", str(args.speed_steps)]
@@ -143,8 +197,8 @@ def main() -> None:
     config = load_config(next(iter(runs.values())) / "config.yaml")
     _, data_options = split_section(config["data"])
     data_options.pop("split", None)
-    if mnist:
-        data_options["root"] = str(mnist)
+    if root:
+        data_options["root"] = str(root)
     test = make_sampler(data, split="test", **data_options)
     models = {name: load_trained(run) for name, run in runs.items()}
     tasks = fraction_tasks(test, num_images=args.num_images, batch_size=16, seed=0)
@@ -156,32 +210,22 @@ def main() -> None:
     )
     print(format_fraction_table(results, "tar_ll") + "\n\n" + format_fraction_table(results, "mse"))
 
-    images, labels = load_mnist(root=mnist, split="train") if mnist else load_digits()
-    n = min(args.classifier_images, len(labels) - (0 if mnist else DIGITS_TEST))  # digits: train split only
-    classifier = digit_classifier(images[:n], labels[:n])
-    pixels = test.shape[0] * test.shape[1]
-    sizes = [s for s in (10, 100) if s < pixels] + [None]
-    print(
-        f"\nsample diversity: 5 samples per image, 16 test images; pairwise = mean pairwise RMS distance, classes = "
-        f"distinct classes among the 5 (logistic regression on {n} training images), true = fraction of samples "
-        "classified as the real image is\n"
-    )
-    print("| model | context | pairwise | classes | true |\n|---|---|---|---|---|")
-    for name, model in models.items():
-        if model.is_latent:
-            for size, d in sample_diversity(model, test, sizes, num_images=16, classifier=classifier).items():
-                stats = f"{d['pairwise_rms']:.4f} | {d['distinct_classes']:.2f} | {d['true_class']:.2f}"
-                print(f"| {name} | {size} | {stats} |")
+    print_diversity(models, test, None if faces else classifier_of(mnist, args.classifier_images))
 
     figures = Path(args.figures)
-    title = f"{data}: models after their training budget vs kNN and a fitted GP ({args.num_images} test images)"
-    written = [plot_fractions(results, figures / f"images-{data}-fractions.png", title=title)]
+    title = f"{label}: models after their training budget vs kNN and a fitted GP ({args.num_images} test images)"
+    written = [plot_fractions(results, figures / f"images-{label}-fractions.png", title=title)]
     image = test.images[0]
     for name, model in models.items():
-        path = figures / f"images-{data}-{name}-completion.png"
+        path = figures / f"images-{label}-{name}-completion.png"
         written.append(
             plot_completion(
-                model, test, image, path, completion_context_sizes(pixels), title=f"{name} on {test.source} image 0"
+                model,
+                test,
+                image,
+                path,
+                completion_context_sizes(test.shape[0] * test.shape[1]),
+                title=f"{name} on {test.source} image 0",
             )
         )
     print("\n" + "\n".join(f"wrote {p}" for p in written))

@@ -89,6 +89,7 @@ _LAZY = {
     "train_svi": "npkit.pyro",
     "train_vae_svi": "npkit.pyro",
     "NPRegressor": "npkit.estimator",
+    "make_face_folder": "npkit.data.faces",
 }
 
 
