@@ -72,8 +72,7 @@ def draw_face(rng: np.random.Generator) -> Image.Image:
 def make_face_folder(
     root: str | os.PathLike, num_images: int = 1000, seed: int = 0, fractions: tuple[float, float] = (0.8, 0.1)
 ) -> Path:
-    """Write ``num_images`` face-like JPEGs in CelebA's layout, for ``load_celeba`` and the
-    ``celeba`` data presets.
+    """Write ``num_images`` face-like JPEGs in CelebA's layout (for the ``celeba`` data presets).
 
     ``root`` gets ``img_align_celeba/000001.jpg ...`` (178x218, as CelebA's aligned images) and
     ``list_eval_partition.txt`` (the first ``fractions[0]`` of the images train, the next
