@@ -32,7 +32,9 @@ from npkit.models import (
     TNPD,
     VAE,
     ANPConfig,
+    CANPConfig,
     ConvCNP,
+    ConvCNPConfig,
     DeepPrior,
     DeepPriorConfig,
     Family,
@@ -40,6 +42,9 @@ from npkit.models import (
     LatentConfig,
     ModelConfig,
     NeuralProcess,
+    NeuralStatistician,
+    StatisticianConfig,
+    TNPConfig,
     VAEConfig,
     build_model,
     register_model,
@@ -101,6 +106,11 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 __all__ = [
+    "CANPConfig",
+    "ConvCNPConfig",
+    "NeuralStatistician",
+    "StatisticianConfig",
+    "TNPConfig",
     "ar_log_prob",
     "ar_sample",
     "ANP",

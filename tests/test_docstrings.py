@@ -291,3 +291,12 @@ def test_checker_reads_fields_of_named_bases_only():
         cls.__module__ = "npkit.example"
     assert missing(Named) == []
     assert missing(Unnamed) == ["size"]
+
+
+def test_every_registered_family_and_its_config_are_public():
+    """Step 3 of the Design page's checklist cannot be forgotten: a family in ``MODELS`` without
+    its class (and config dataclass) in ``npkit.__all__`` would have no documentation checks here
+    and no entry in the API reference."""
+    for family in npkit.MODELS.values():
+        for cls in (family, family.config_class):
+            assert PUBLIC.get(cls.__name__) is cls, f"npkit.{cls.__name__} (of MODELS[{family.name!r}]) is not public"

@@ -10,7 +10,12 @@ from npkit.models.base import MeanPath, ModelConfig, NeuralProcess
 
 @dataclass
 class CANPConfig(ModelConfig):
-    """Adds the attention sizes of the ANP: self-attention blocks and heads (r_dim % num_heads == 0)."""
+    """Options of the attentive CNP: the fields of ModelConfig plus the attention sizes of the ANP.
+
+    Attributes:
+        attention_layers: self-attention blocks of the context encoder (0: none).
+        num_heads: heads of every attention layer; must divide ``r_dim``.
+    """
 
     attention_layers: int = 2
     num_heads: int = 8

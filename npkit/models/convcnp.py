@@ -50,13 +50,21 @@ RBF_CUTOFF = 80.0  # largest squared distance, in length scales, that the RBF te
 
 @dataclass
 class ConvCNPConfig(ModelConfig):
-    """ConvCNP sizes in npkit's names: ``r_dim`` the UNet's channels, ``conv_layers`` its depth
-    (halvings of the grid: as many strided convolutions down and transposed ones up),
-    ``kernel_size`` their width in grid points, ``decoder_layers`` / ``hidden_dim`` the MLP from
-    r to the likelihood (1: linear, as the paper). The grid: ``points_per_unit``, ``margin``
-    around each task's context, and ``x_range`` [low, high] that it always covers (None: the
-    context +- margin alone). ``encoder_layers`` only sizes the optional ``global_paths`` (which
-    read absolute x, so they break translation equivariance). x_dim must be 1."""
+    """Options of the ConvCNP: the fields of ModelConfig, read as the UNet's, plus its grid.
+
+    ``r_dim`` is the UNet's channels, ``decoder_layers`` / ``hidden_dim`` the MLP from r to the
+    likelihood (1: linear, as the paper); ``encoder_layers`` only sizes the optional
+    ``global_paths`` (which read absolute x, so they break translation equivariance). x_dim must
+    be 1.
+
+    Attributes:
+        points_per_unit: grid points per unit of x.
+        margin: the grid's extent beyond each task's context (and targets) on either side.
+        x_range: [low, high] that the grid always covers (None: the points +- margin alone).
+        conv_layers: the UNet's depth: halvings of the grid, as many strided convolutions down
+            and transposed ones up.
+        kernel_size: the convolutions' width in grid points (odd).
+    """
 
     points_per_unit: int = 64
     margin: float = 0.1

@@ -35,12 +35,24 @@ NORMALIZATIONS = ("none", "batch")
 
 @dataclass
 class StatisticianConfig(ModelOptions):
-    """Sizes and choices of the statistician.
+    """Sizes and choices of the Neural Statistician.
 
-    ``encoder_layers``: layers of the instance encoder e(x) and of the post-pooling network;
-    ``decoder_layers``: layers of every latent network (prior and inference) and of the
-    observation model. Latent Gaussians have std ``latent_min_sigma + softplus(raw)``; a gaussian
-    observation model has std ``min_sigma + (1 - min_sigma) * softplus(raw)`` (npkit.likelihoods).
+    Attributes:
+        x_dim: features of an item of a set.
+        hidden_dim: width of every network.
+        c_dim: dimensions of the set's latent c (the statistic).
+        z_dim: dimensions of each item latent z_i.
+        num_stochastic_layers: layers of the z hierarchy.
+        pooling: how the instance encodings of a set are pooled ("mean", as the paper).
+        encoder_layers: layers of the instance encoder e(x) and of the post-pooling network.
+        decoder_layers: layers of every latent network (prior and inference) and of the
+            observation model.
+        activation: the networks' nonlinearity (e.g. "relu").
+        likelihood: the observation model ("gaussian" or "bernoulli").
+        min_sigma: a gaussian observation model has std ``min_sigma + (1 - min_sigma) *
+            softplus(raw)`` (npkit.likelihoods).
+        latent_min_sigma: latent Gaussians have std ``latent_min_sigma + softplus(raw)``.
+        normalization: "none" (plain MLPs) or "batch" (below).
 
     ``normalization``: ``"none"`` (plain MLPs) or ``"batch"``, the scheme of the re-implementation
     conormdurkan/neural-statistician (``spatial/spatialnets.py``): a BatchNorm1d after every linear
@@ -187,8 +199,13 @@ def network(
 class NeuralStatistician(Family):
     """Statistic network, latent hierarchy and observation model of the Neural Statistician.
 
-    ``NeuralStatistician(config)`` or ``NeuralStatistician(**options)`` with the fields of
-    `StatisticianConfig` (also ``build_model("statistician", **options)``).
+    Edwards & Storkey 2017, "Towards a Neural Statistician": a VAE over sets, with a latent c per
+    set (q(c | D) from the pooled instance encodings) and a hierarchy of item latents z. Also
+    ``build_model("statistician", **options)``.
+
+    Args:
+        config: a `StatisticianConfig` (None: built from ``options``).
+        **options (Any): the fields of `StatisticianConfig` as keywords, instead of ``config``.
     """
 
     name: ClassVar[str] = "statistician"

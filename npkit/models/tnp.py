@@ -24,10 +24,16 @@ from npkit.nn.attention import MultiheadAttention
 
 @dataclass
 class TNPConfig(ModelConfig):
-    """TNP-D sizes in npkit's names: ``r_dim`` the token width (the reference d_model 64),
-    ``hidden_dim`` the feed-forward width of each block and of the head (dim_feedforward 128),
-    ``encoder_layers`` the token embedding MLP's layers (emb_depth 4), ``transformer_layers``
-    the blocks (6), ``num_heads`` (4); ``decoder_layers`` the head's (2)."""
+    """Options of TNP-D: the fields of ModelConfig, read as the transformer's, plus its blocks.
+
+    ``r_dim`` is the token width (the reference's d_model 64), ``hidden_dim`` the feed-forward
+    width of each block and of the head (dim_feedforward 128), ``encoder_layers`` the token
+    embedding MLP's layers (emb_depth 4), ``decoder_layers`` the head's (2).
+
+    Attributes:
+        transformer_layers: transformer blocks (the reference's 6).
+        num_heads: attention heads of every block (4); must divide ``r_dim``.
+    """
 
     transformer_layers: int = 6
     num_heads: int = 4
