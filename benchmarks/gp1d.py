@@ -251,8 +251,8 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {os.environ.get('NPKIT_THREADS', default_threads())} torch thread(s) per model")
     print(
         f"gp1d: trained on {', '.join(kernels)} (batch 16, Adam 5e-4 cosine); eval {args.eval_batches} x 16 tasks "
-        f"per kernel, seed {args.seed}; tar_ll = per-point marginal ± s.e. over batches, joint = logmeanexp_z sum_n log p / Nt (latent) "
-        "or the autoregressive joint / Nt (AR); "
+        f"per kernel, seed {args.seed}; tar_ll = per-point marginal ± s.e. over batches, joint = logmeanexp_z "
+        "sum_n log p / Nt (latent) or the autoregressive joint / Nt (AR); "
         "CNPs train with nll, latent models with the 4-sample importance-weighted bound"
     )
     missing = [str(run) for key, run in runs.items() if key not in finished]

@@ -62,9 +62,9 @@ from npkit.objectives import (
     vae_elbo,
 )
 from npkit.predictive import Rescaled, SampleMixture, logmeanexp, predict, sample_functions
-from npkit.runs import CheckpointError, load_model, save_model
+from npkit.runs import CheckpointError, load_model, metrics_csv, save_model
 from npkit.tasks import Batch
-from npkit.train import TrainConfig, fit
+from npkit.train import TrainConfig, TrainingInterrupted, fit
 
 _LAZY = {
     "evaluate": "npkit.evaluation.metrics",
@@ -95,6 +95,12 @@ _LAZY = {
     "train_vae_svi": "npkit.pyro",
     "NPRegressor": "npkit.estimator",
     "make_face_folder": "npkit.data.faces",
+    "format_fraction_table": "npkit.evaluation.completion",
+    "posterior_means": "npkit.evaluation.statistician",
+    "silhouette": "npkit.evaluation.statistician",
+    "few_shot_accuracy": "npkit.evaluation.statistician",
+    "mean_item": "npkit.evaluation.statistician",
+    "elbo_on": "npkit.evaluation.statistician",
 }
 
 
@@ -150,6 +156,7 @@ __all__ = [
     "TNPD",
     "TaskSampler",
     "TrainConfig",
+    "TrainingInterrupted",
     "VAE",
     "VAEConfig",
     "build_model",
@@ -161,6 +168,7 @@ __all__ = [
     "load_model",
     "logmeanexp",
     "make_sampler",
+    "metrics_csv",
     "ml",
     "nll",
     "predict",

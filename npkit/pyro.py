@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from npkit.data.vectors import VectorBatch
 from npkit.models.base import NeuralProcess
+from npkit.models.deep_prior import DeepPrior
 from npkit.models.vae import VAE
 from npkit.tasks import Batch
 from npkit.train import step_seed
@@ -104,6 +105,11 @@ def np_model_guide(np_model: NeuralProcess, name: str = "np") -> tuple[Callable,
     """
     if not isinstance(np_model, NeuralProcess) or not np_model.is_latent:
         raise TypeError(f"np_model_guide needs a latent NeuralProcess (lnp, np, anp), got {type(np_model).__name__}")
+    if isinstance(np_model, DeepPrior):  # the pair's prior is p(z | C); its guide takes no flow
+        raise TypeError(
+            "np_model_guide uses the conditional prior p(z | C) of a Neural Process; a DeepPrior has the fixed prior "
+            "N(0, I) (and flow posteriors, which the guide cannot take): train it with npkit.fit and elbo"
+        )
 
     def model(batch: Batch) -> None:
         pyro.module(name, np_model)

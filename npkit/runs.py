@@ -112,7 +112,20 @@ def model_dir(run_dir: str | Path) -> Path:
 
 
 def metrics_csv(run_dir: str | Path) -> Path:
-    """Where ``fit`` writes its CSV log."""
+    """The CSV log that `fit` (and ``npkit train``) writes in a run folder.
+
+    One row per logged step: ``step``, ``train/loss`` and the other logged metrics
+    (``eval/tar_ll`` at each evaluation); `plot_training_curves` reads it.
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        ``run_dir/logs/version_0/metrics.csv`` (whether or not it exists yet).
+
+    Examples:
+        >>> rows = list(csv.DictReader(npkit.metrics_csv("runs/quick").open()))  # doctest: +SKIP
+    """
     return Path(run_dir) / "logs" / "version_0" / "metrics.csv"
 
 

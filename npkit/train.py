@@ -71,7 +71,18 @@ class CosineSchedule:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; ``str()`` says how to resume."""
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; ``str()`` says how to resume.
+
+    Raised by `fit` in a single process (with DDP a killed run resumes from its last periodic
+    checkpoint, ``checkpoint_every``). A `KeyboardInterrupt`, so an uncaught one ends a script
+    as Ctrl-C does.
+
+    Examples:
+        >>> try:  # doctest: +SKIP
+        ...     npkit.fit(model, data, run_dir="runs/a", steps=10_000)
+        ... except npkit.TrainingInterrupted:
+        ...     npkit.fit(model, data, run_dir="runs/a", steps=10_000, resume=True)
+    """
 
 
 class LossModule(nn.Module):

@@ -30,6 +30,7 @@ API_GROUPS = {
     "Training and checkpoints": ("npkit.train", "npkit.settings", "npkit.runs"),
     "Evaluation and baselines": ("npkit.evaluation.metrics", "npkit.baselines", "npkit.evaluation.completion"),
     "Diagnostics": ("npkit.evaluation.diagnostics",),
+    "Neural Statistician metrics": ("npkit.evaluation.statistician",),
     "Plots": ("npkit.plot.figures",),
     "Pyro": ("npkit.pyro",),
     "Your own data": ("npkit.estimator",),

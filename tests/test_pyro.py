@@ -128,6 +128,8 @@ def test_the_elbo_estimate_depends_on_the_loss_class():
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError, match="needs a latent NeuralProcess"):
         np_model_guide(build_model("cnp"))
+    with pytest.raises(TypeError, match="a DeepPrior has the fixed prior"):  # not the conditional prior of the pair
+        np_model_guide(build_model("deep_prior", posterior="iaf"))
     with pytest.raises(TypeError, match="vae_model_guide needs a VAE, got NP"):
         vae_model_guide(build_model("np"))
     with pytest.raises(TypeError, match="got Exponential"):

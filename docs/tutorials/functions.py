@@ -42,7 +42,7 @@ def main(steps: int = 6000, out: str | Path = FIGURES) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         npkit.fit(model, data, "nll", steps=steps, lr=1e-3, seed=0, eval_every=max(1, steps // 10), run_dir=run_dir)
         curves = npkit.plot_training_curves(
-            npkit.runs.metrics_csv(run_dir),  # run_dir/logs/version_0/metrics.csv
+            npkit.metrics_csv(run_dir),  # run_dir/logs/version_0/metrics.csv
             out / "functions-training.png",
             title=f"canp on gp1d (RBF), {steps:,} steps",
         )

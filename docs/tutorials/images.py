@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 import npkit
-from npkit.evaluation.completion import format_fraction_table
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures" / "tutorials"
 
@@ -61,8 +60,8 @@ def main(steps: int = 3000, out: str | Path = FIGURES) -> dict:
     # image's context.
     tasks = npkit.fraction_tasks(test, fractions=(0.05, 0.1, 0.2, 0.5, 1.0), num_images=32, batch_size=8, seed=0)
     results = npkit.evaluate_fractions(models, tasks)
-    print(format_fraction_table(results, "tar_ll"))
-    print(format_fraction_table(results, "mse"))
+    print(npkit.format_fraction_table(results, "tar_ll"))
+    print(npkit.format_fraction_table(results, "mse"))
     figures.append(
         npkit.plot_fractions(results, out / "images-fractions.png", title=f"32 test digits, {steps:,} steps")
     )

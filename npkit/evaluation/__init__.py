@@ -7,5 +7,6 @@
 - ``statistician``: the Neural Statistician's posterior means, silhouette, few-shot accuracy and
   summary points.
 
-The public names are in ``npkit`` (``npkit.evaluate``, ``npkit.diagnose``, ...).
+The public names are in ``npkit`` (``npkit.evaluate``, ``npkit.diagnose``,
+``npkit.posterior_means``, ...).
 """

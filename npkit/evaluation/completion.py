@@ -127,8 +127,19 @@ def evaluate_fractions(
 
 
 def format_fraction_table(results: Mapping[str, Mapping[float, Mapping[str, float]]], metric: str) -> str:
-    """Plain-text table of ``metric``: one row per method, one column per context fraction,
-    tar_ll with its standard error over batches."""
+    """Plain-text table of one image-completion metric, a row per method and a column per fraction.
+
+    Args:
+        results: {method: {fraction: metrics}}, as `evaluate_fractions` returns them.
+        metric: a key of the metrics, e.g. "tar_ll" (shown with its standard error over
+            batches) or "mse".
+
+    Returns:
+        The table, columns aligned, "-" where a method lacks a fraction.
+
+    Examples:
+        >>> print(npkit.format_fraction_table(npkit.evaluate_fractions(models, tasks), "mse"))  # doctest: +SKIP
+    """
     fractions = sorted({f for per in results.values() for f in per})
     rows = [[metric, *(f"{100 * f:g}%" for f in fractions)]]
     for name, per in results.items():

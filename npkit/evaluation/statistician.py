@@ -65,8 +65,22 @@ def statistic_means(model, x: Tensor) -> Tensor:
 
 
 def posterior_means(model, sampler, num_datasets: int, seed: int, batch_size: int = 256) -> tuple[Tensor, Tensor]:
-    """Means of q(c | D) of ``num_datasets`` sets drawn from ``sampler`` with a generator seeded by
-    ``seed`` -> (means [num_datasets, c_dim], labels [num_datasets])."""
+    """Means of q(c | D), the statistic's posterior, for sets drawn from a sampler.
+
+    Args:
+        model (NeuralStatistician): the trained statistician.
+        sampler (Any): a set sampler (`npkit.data.sets`: sample(n, generator) -> sets with ``x``
+            [n, n_items, x_dim] and ``labels`` [n]).
+        num_datasets: sets to draw.
+        seed: seeds the generator the sets are drawn with.
+        batch_size: sets encoded at once.
+
+    Returns:
+        (means [num_datasets, c_dim] float64, labels [num_datasets]).
+
+    Examples:
+        >>> means, labels = npkit.posterior_means(model, sets, num_datasets=500, seed=0)  # doctest: +SKIP
+    """
     generator = torch.Generator().manual_seed(seed)
     means, labels = [], []
     for start in range(0, num_datasets, batch_size):
@@ -77,8 +91,16 @@ def posterior_means(model, sampler, num_datasets: int, seed: int, batch_size: in
 
 
 def silhouette(means: Tensor, labels: Tensor) -> float:
-    """The silhouette coefficient (scikit-learn, Euclidean) of the points means [N, c_dim] grouped
-    by labels [N]: 1 for tight, far-apart groups, about 0 for groups that overlap."""
+    """The silhouette coefficient (scikit-learn, Euclidean) of points grouped by labels.
+
+    Args:
+        means: points [N, c_dim], e.g. from `posterior_means`.
+        labels: their groups [N] (at least two).
+
+    Returns:
+        The mean silhouette in [-1, 1]: 1 for tight, far-apart groups, about 0 for groups that
+            overlap.
+    """
     from sklearn.metrics import silhouette_score
 
     return float(silhouette_score(means.numpy(), labels.numpy()))
@@ -120,11 +142,17 @@ def occupancy_histogram(x: Tensor, bins: int = 8) -> Tensor:
 
 
 def mean_item(x: Tensor) -> Tensor:
-    """The mean item of each set x [batch, n_items, D] -> [batch, D] (float64): on
-    `ClassSets` the mean image of a class's examples, so that
-    ``few_shot_accuracy(mean_item, ...)`` is the nearest class-mean in pixel space, the plain
-    baseline a learnt c of sets of images is compared with (as `occupancy_histogram` is for
-    point sets)."""
+    """The mean item of each set: the plain baseline a learnt statistic c is compared with.
+
+    On sets of a class's images it is their mean image, so ``few_shot_accuracy(mean_item, ...)``
+    is the nearest class-mean in pixel space.
+
+    Args:
+        x: sets [batch, n_items, D].
+
+    Returns:
+        [batch, D] float64.
+    """
     if x.dim() != 3:
         raise ValueError(f"x must be sets [batch, n_items, x_dim], got {list(x.shape)}")
     return x.double().mean(1)
@@ -140,8 +168,6 @@ def few_shot_accuracy(
     seed: int = 0,
 ) -> dict[int, dict[str, float]]:
     """Few-shot classification by the nearest posterior mean of c, per number of ``shots``.
-    ``model`` is a statistician, or any callable x [B, N, D] -> features [B, F] to score instead
-    (a reference such as `occupancy_histogram` or `mean_item`).
 
     Each episode draws ``ways`` classes of ``sets`` and, per class, ``shots + queries`` distinct
     images; ``sets.support_sets`` and ``sets.query_sets`` turn them into datasets. Point sets:
@@ -150,7 +176,19 @@ def few_shot_accuracy(
     are ONE dataset, whose mean of q(c | D) is the prototype, and each query image is a dataset of
     one item. Each query takes the class of the nearest prototype (scikit-learn's
     1-nearest-neighbour classifier, Euclidean; ties go to the first class of the episode).
-    Returns {shots: {"accuracy": mean over episodes, "stderr": its standard error, "episodes": ...}}.
+
+    Args:
+        model (Any): a statistician, or any callable x [B, N, D] -> features [B, F] to score
+            instead (a reference such as `mean_item`).
+        sets (PointSets | ClassSets): labelled images and how they become datasets.
+        shots: the numbers of support images per class to score.
+        ways: classes per episode.
+        queries: query images per class and episode.
+        episodes: episodes per number of shots.
+        seed: seeds the episodes (the same episodes for every model).
+
+    Returns:
+        {shots: {"accuracy": mean over episodes, "stderr": its standard error, "episodes": ...}}.
     """
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -207,9 +245,18 @@ def summary_points(model, x: Tensor, k: int = 6) -> Tensor:
 @in_eval_mode
 @torch.no_grad()
 def elbo_on(model, sampler, num_datasets: int = 512, batch_size: int = 64, seed: int = 0) -> dict[str, float]:
-    """The ELBO terms of `npkit.objectives.statistician_elbo_terms` (per item) averaged over
-    ``num_datasets`` sets from ``sampler`` (generator and latent samples seeded by ``seed``):
-    {"elbo", "log_lik", "kl_c", "kl_z"} with kl_z summed over the layers."""
+    """The statistician's ELBO and its terms per item, averaged over sets from a sampler.
+
+    Args:
+        model (NeuralStatistician): the model (scored in eval mode).
+        sampler (Any): a set sampler, as for `posterior_means`.
+        num_datasets: sets to draw.
+        batch_size: sets scored at once.
+        seed: seeds the sets and the latent samples.
+
+    Returns:
+        {"elbo", "log_lik", "kl_c", "kl_z"} (nats per item; kl_z summed over the layers).
+    """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     totals = dict.fromkeys(("log_lik", "kl_c", "kl_z"), 0.0)
