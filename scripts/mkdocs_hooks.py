@@ -6,6 +6,9 @@ Markers a page may hold (each on its own line):
 - ``<!-- npkit:cli -->``: the ``--help`` of ``npkit`` and of each sub-command, from its argparse parser.
 - ``<!-- npkit:presets NAME ... -->``: a table of the YAML presets whose model is one of NAME
   (``all``: every preset), with the first line of each preset's comment.
+- ``<!-- npkit:config NAME -->``: the fields of the config dataclass of the family ``NAME`` of
+  ``npkit.MODELS``, with their types, defaults and the descriptions of the Attributes sections of
+  the class and its bases.
 
 Links from a page to files of the repository outside ``docs/`` (``../benchmarks/gp1d.py``) are
 checked to exist and written as code (the site has no copy of them); a missing one fails the build.
@@ -102,6 +105,58 @@ def presets_table(models: list[str]) -> str:
     return "\n".join(rows)
 
 
+ATTRIBUTE = re.compile(r"^ {4}(\w+)(?: \([^)]*\))?: ?(.*)$")
+
+
+def attribute_docs(cls) -> dict[str, str]:
+    """{field: description} from the ``Attributes:`` sections of ``cls`` and its bases (the
+    most derived class's entry wins)."""
+    found: dict[str, str] = {}
+    for klass in cls.__mro__:
+        own: dict[str, str] = {}
+        inside, name = False, None
+        for line in inspect.cleandoc(klass.__dict__.get("__doc__") or "").splitlines():
+            if line.strip() == "Attributes:":
+                inside = True
+            elif inside and line and not line.startswith(" "):
+                inside = False  # the next section
+            elif inside and (item := ATTRIBUTE.match(line)):
+                name = item.group(1)
+                own[name] = item.group(2).strip()
+            elif inside and name and line.startswith(" " * 8):
+                own[name] += " " + line.strip()
+        for key, text in own.items():
+            found.setdefault(key, text)
+    return found
+
+
+def config_table(family: str) -> str:
+    """A table of the fields of ``npkit.MODELS[family].config_class``."""
+    import dataclasses
+
+    import npkit
+
+    if family not in npkit.MODELS:
+        raise PluginError(f"npkit:config {family}: not a family of npkit.MODELS ({sorted(npkit.MODELS)})")
+    cls = npkit.MODELS[family].config_class
+    docs = attribute_docs(cls)
+    rows = [f"`npkit.{cls.__name__}`, the `model:` section of a run config:", "", "| field | type | default | |"]
+    rows.append("|---|---|---|---|")
+    for field in dataclasses.fields(cls):
+        if field.default is not dataclasses.MISSING:
+            default = f"`{field.default!r}`"
+        elif field.default_factory is not dataclasses.MISSING:
+            default = f"`{field.default_factory()!r}`"
+        else:
+            default = "required"
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+        text = docs.get(field.name, "").replace("|", "\\|")
+        if not text:
+            raise PluginError(f"npkit.{cls.__name__}.{field.name} has no description in an Attributes section")
+        rows.append(f"| `{field.name}` | `{kind}` | {default} | {text} |")
+    return "\n".join(rows)
+
+
 def expand(match: re.Match) -> str:
     kind, args = match.group(1), match.group(2).split()
     if kind == "api":
@@ -110,6 +165,8 @@ def expand(match: re.Match) -> str:
         return cli_reference()
     if kind == "presets":
         return presets_table(args)
+    if kind == "config":
+        return config_table(args[0])
     raise PluginError(f"unknown marker npkit:{kind}")
 
 
