@@ -5,6 +5,7 @@ the few-shot scores of one run, and the variant studies of docs/statistician.md.
     python benchmarks/statistician.py [--runs runs/statistician] [--steps N] [--figures docs/figures]
     python benchmarks/statistician.py --few-shot RUN [--episodes N]
     python benchmarks/statistician.py --variants VARIANT [VARIANT ...] [--steps N] [--episodes N]
+    python benchmarks/statistician.py --silhouette-seeds 3 [--out benchmarks/results/statistician/silhouette-seeds.json]
 
 Trains ``statistician-synthetic`` (1D distributions), ``statistician-digits`` (spatial 8x8
 digits 0-4) and ``statistician-digit-sets`` (sets of 5 images of one digit 0-4) with
@@ -31,6 +32,12 @@ sets), and, with ``data.binarize: true``, the trained model and the reference on
 intensities; then the held-out ELBO terms per item (512 sets of the run's classes). One line per
 row; writes ``RUN/few-shot.json``.
 
+``--silhouette-seeds N`` trains ``statistician-synthetic`` with training seeds 0..N-1 (run folders
+``--runs/statistician-synthetic`` and ``-seed<s>``, resumed and reused as above) and prints, per
+seed and as the mean ± standard error across seeds, the silhouette and 5-NN family accuracy of
+the untrained (that seed's initial weights) and trained models' means of q(c | D), beside the
+sample moments; the raw numbers go to ``--out`` (JSON).
+
 ``--variants`` trains each named variant of ``VARIANTS`` (a preset, its ``--set`` overrides and,
 for some, the reweighted ELBO or mixed set sizes they were trained with; ``all``: every one) in
 this process, one seed each, without a run folder, and prints the table docs/statistician.md
@@ -49,6 +56,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import sys
 from dataclasses import replace
 from functools import partial
@@ -57,6 +66,7 @@ from pathlib import Path
 import torch
 from common import cpu_name, train  # sibling scripts: benchmarks/ is on sys.path
 from step_time import median_step_ms
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from npkit import fit
@@ -350,6 +360,63 @@ def run_variants(names: list[str], args) -> None:
             )
 
 
+def separation(features: tuple[Tensor, Tensor]) -> dict[str, float]:
+    """Silhouette and 5-NN family accuracy of (means, labels)."""
+    means, labels = features
+    return {"silhouette": silhouette(means, labels), "knn_accuracy": knn_accuracy(means, labels)}
+
+
+def silhouette_seeds(num_seeds: int, args) -> None:
+    """``--silhouette-seeds``: the synthetic silhouette over training seeds, mean ± s.e."""
+    preset = "statistician-synthetic"
+    sets = ["train.progress=false"] + ([f"train.steps={args.steps}"] if args.steps else [])
+    rows, raw = {}, {}
+    for seed in range(num_seeds):
+        run = Path(args.runs) / (preset if seed == 0 else f"{preset}-seed{seed}")
+        train(preset, run, [*sets, f"train.seed={seed}"])
+        config = load_config(run / "config.yaml")
+        data, data_options = split_section(config["data"])
+        sampler = make_sampler(data, **data_options)
+        models = {"untrained": initial_model(config), "trained": load_trained(run)}
+        scores = {
+            name: separation(posterior_means(m, sampler, args.num_datasets, args.seed)) for name, m in models.items()
+        }
+        if seed == 0:  # the reference features do not depend on the training seed
+            held_out = sampler.sample(args.num_datasets, torch.Generator().manual_seed(args.seed))
+            reference = separation((sample_moments(held_out.x), held_out.labels))
+        raw[seed] = {"run": str(run), "steps": config["train"]["steps"], **scores}
+        for name, s in scores.items():
+            rows.setdefault(name, []).append(s)
+    print(
+        f"{preset}: {num_seeds} training seeds, {raw[0]['steps']:,} steps each; the means of q(c | D) of "
+        f"{args.num_datasets} held-out datasets (seed {args.seed}) by family: silhouette and 5-NN family accuracy"
+    )
+    print("| model | seed | silhouette | 5-NN family accuracy |\n|---|---|---|---|")
+    for name, per_seed in rows.items():
+        for seed, s in enumerate(per_seed):
+            print(f"| {name} | {seed} | {s['silhouette']:.3f} | {s['knn_accuracy']:.3f} |")
+    summary = {}
+    for name, per_seed in rows.items():
+        cells = {k: mean_se([s[k] for s in per_seed]) for k in ("silhouette", "knn_accuracy")}
+        summary[name] = cells
+        print(f"| {name}, mean ± s.e. over {num_seeds} seeds | - | {cells['silhouette']} | {cells['knn_accuracy']} |")
+    print(f"| sample moments (reference) | - | {reference['silhouette']:.3f} | {reference['knn_accuracy']:.3f} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = f"python benchmarks/statistician.py {' '.join(sys.argv[1:])}"
+    out.write_text(
+        json.dumps({"command": command, "per_seed": raw, "reference": reference, "mean_se": summary}, indent=1)
+    )
+    print(f"wrote {out}")
+
+
+def mean_se(values: list[float]) -> str:
+    """'mean ± standard error' of ``values`` (the spread across seeds)."""
+    mean = statistics.fmean(values)
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return f"{mean:.3f} ± {se:.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/statistician", help="folder of the run folders")
@@ -364,7 +431,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--figures", default="docs/figures")
+    parser.add_argument(
+        "--out", default="benchmarks/results/statistician/silhouette-seeds.json", help="--silhouette-seeds: raw JSON"
+    )
     chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--silhouette-seeds", type=int, metavar="N", help="only the synthetic silhouette over N seeds")
     chosen.add_argument(
         "--few-shot",
         metavar="RUN",
@@ -385,6 +456,9 @@ def main() -> None:
     print(f"machine: {cpu_name()}, {threads} torch thread(s), torch {torch.__version__}\n")
     if args.few_shot is not None:
         few_shot_run(args.few_shot, args.episodes or 200)
+        return
+    if args.silhouette_seeds:
+        silhouette_seeds(args.silhouette_seeds, args)
         return
     if args.variants:
         run_variants(list(VARIANTS) if "all" in args.variants else list(dict.fromkeys(args.variants)), args)
