@@ -96,7 +96,8 @@ def print_diversity(models: dict, test, classifier) -> None:
     fitted on), or None (no classes: the pairwise distance only)."""
     pixels = test.shape[0] * test.shape[1]
     sizes = [s for s in (10, 100) if s < pixels] + [None]
-    print("\nsample diversity: 5 samples per image, 16 test images; pairwise = mean pairwise RMS distance", end="")
+    n = min(16, len(test.images))
+    print(f"\nsample diversity: 5 samples per image, {n} test images; pairwise = mean pairwise RMS distance", end="")
     if classifier is None:
         print("\n\n| model | context | pairwise |\n|---|---|---|")
     else:
@@ -108,7 +109,7 @@ def print_diversity(models: dict, test, classifier) -> None:
     for name, model in models.items():
         if model.is_latent:
             fitted = None if classifier is None else classifier[0]
-            for size, d in sample_diversity(model, test, sizes, num_images=16, classifier=fitted).items():
+            for size, d in sample_diversity(model, test, sizes, num_images=n, classifier=fitted).items():
                 stats = f"{d['pairwise_rms']:.4f}"
                 if fitted is not None:
                     stats += f" | {d['distinct_classes']:.2f} | {d['true_class']:.2f}"
