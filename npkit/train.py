@@ -232,7 +232,9 @@ def fit(
     One loop on Lightning Fabric, from a laptop CPU to multi-GPU DDP. Every step draws its
     batch from a generator seeded by (seed, step, rank). SIGINT/SIGTERM save a checkpoint (with
     a ``run_dir``), then raise ``TrainingInterrupted``. A resumed run is bit-identical to an
-    uninterrupted one on the same hardware with the same thread count.
+    uninterrupted one on the same hardware with the same thread count. It sets torch's intra-op
+    threads of the process to ``threads`` (default ``$NPKIT_THREADS``, else 1) and leaves them
+    so: set them again after it (``torch.set_num_threads``) if the rest of a notebook wants more.
 
     Args:
         model: the model, trained in place.
