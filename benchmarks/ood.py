@@ -16,6 +16,9 @@ per-point marginal target log-likelihoods are pooled and summarised:
   oracle's at the same point (< 1: over-confident).
 - tar_ll by distance of the target to its nearest context point (< 0.1, 0.1-0.5, > 0.5), and
   within 0.1 of one the median predictive std, |error| and the oracle's std.
+
+Beside the oracle, the GP prior with each task's true scale and noise and no context: what a
+model that learnt the scale of the functions but nothing from the context would score.
 """
 
 from __future__ import annotations
@@ -48,6 +51,17 @@ def oracle_points(evalset) -> dict[str, torch.Tensor]:
         std.append(mvn.variance.sqrt().flatten())
         index.append(torch.full_like(ll[-1], i, dtype=torch.long))
     return {"ll": torch.cat(ll), "std": torch.cat(std), "batch": torch.cat(index)}
+
+
+def prior_points(evalset) -> dict[str, torch.Tensor]:
+    """Per target point, pooled: the log-likelihood under the GP prior with each task's true scale
+    and noise, the context ignored (what a model that learnt only the scale can reach)."""
+    ll, index = [], []
+    for i, (batch, gp) in enumerate(zip(evalset, evalset.gps)):
+        std = (gp.scale.double() ** 2 + gp.noise_std**2).sqrt()[:, None]  # [B, 1]
+        ll.append(torch.distributions.Normal(0.0, std).log_prob(batch.yt[..., 0].double()).flatten())
+        index.append(torch.full_like(ll[-1], i, dtype=torch.long))
+    return {"ll": torch.cat(ll), "batch": torch.cat(index)}
 
 
 def model_points(model, evalset, num_samples: int = 50) -> dict[str, torch.Tensor]:
@@ -131,6 +145,9 @@ def main() -> None:
         )
     s = summary(oracle, None)
     print(f"| GP oracle | - | {s['tar_ll']:.3f} | {s['median']:.2f} | {s['q01']:.1f} | {s['q10']:.2f} | - | - | 1 | |")
+    s = summary(prior_points(evalset), None)
+    row = f"| GP prior, true scale, context ignored | - | {s['tar_ll']:.3f} | {s['median']:.2f} | {s['q01']:.1f}"
+    print(row + f" | {s['q10']:.2f} | - | - | - | |")
 
 
 if __name__ == "__main__":
