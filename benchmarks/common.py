@@ -1,10 +1,12 @@
-"""What several benchmark scripts share: the machine's name, the process's memory and training a
-preset into a run folder."""
+"""What several benchmark scripts share: the machine's name, the process's memory, training a
+preset into a run folder and the mean ± standard error of a result over seeds."""
 
 from __future__ import annotations
 
+import math
 import platform
 import resource
+import statistics
 from pathlib import Path
 
 from npkit.cli import main as npkit_main
@@ -53,3 +55,9 @@ def train(preset: str, run: Path, sets: list[str]) -> None:
     argv = ["train", "--run-dir", str(run), "--resume"] if resume else ["train", preset, "--run-dir", str(run)]
     if npkit_main([*argv, *(f"--set={s}" for s in sets)]) != 0:
         raise SystemExit(f"training {preset} into {run} failed")
+
+
+def mean_se(values: list[float]) -> str:
+    """'mean ± standard error' of ``values`` (e.g. one result per training seed; nan for one)."""
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    return f"{statistics.fmean(values):.3f} ± {se:.3f}"

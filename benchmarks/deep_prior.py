@@ -36,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
+from common import mean_se  # sibling scripts: benchmarks/ is on sys.path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
@@ -118,12 +119,6 @@ def _job(posterior: str, seed: int, steps: int, pool_tasks: int, folder: str) ->
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
     os.replace(tmp, path)
-
-
-def mean_se(values: list[float]) -> str:
-    t = torch.tensor(values, dtype=torch.float64)
-    se = (t.std() / math.sqrt(len(t))).item() if len(t) > 1 else float("nan")
-    return f"{t.mean():.3f} ± {se:.3f}"
 
 
 def samples_figure(folder: Path, seed: int, steps: int) -> Figure:

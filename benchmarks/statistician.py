@@ -56,15 +56,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import sys
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import torch
-from common import cpu_name, train  # sibling scripts: benchmarks/ is on sys.path
+from common import cpu_name, mean_se, train  # sibling scripts: benchmarks/ is on sys.path
 from step_time import median_step_ms
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -408,13 +406,6 @@ def silhouette_seeds(num_seeds: int, args) -> None:
         json.dumps({"command": command, "per_seed": raw, "reference": reference, "mean_se": summary}, indent=1)
     )
     print(f"wrote {out}")
-
-
-def mean_se(values: list[float]) -> str:
-    """'mean ± standard error' of ``values`` (the spread across seeds)."""
-    mean = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
-    return f"{mean:.3f} ± {se:.3f}"
 
 
 def main() -> None:

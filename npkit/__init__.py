@@ -64,7 +64,7 @@ from npkit.objectives import (
 from npkit.predictive import Rescaled, SampleMixture, logmeanexp, predict, sample_functions
 from npkit.runs import CheckpointError, load_model, metrics_csv, save_model
 from npkit.tasks import Batch
-from npkit.train import TrainConfig, TrainingInterrupted, fit
+from npkit.train import TrainConfig, TrainingInterrupted, fit, training_log
 
 _LAZY = {
     "evaluate": "npkit.evaluation.metrics",
@@ -174,6 +174,7 @@ __all__ = [
     "predict",
     "register_model",
     "sample_functions",
+    "training_log",
     "save_model",
     "vae_elbo",
     *_LAZY,

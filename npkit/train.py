@@ -113,6 +113,25 @@ def eval_set(data: TaskSampler, cfg: TrainConfig) -> list[Batch]:
     return [data.sample(cfg.batch_size, generator) for _ in range(cfg.eval_batches)]
 
 
+def training_log(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows `fit` (or ``npkit train``) logged in a run folder, read back from its CSV log.
+
+    The same rows `fit` returns, one per logged step (``step``, ``train/loss``, ``eval/tar_ll``,
+    ...), so a run trained in another process (``npkit train``, DDP) is read as one trained here.
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        The logged rows, each a dict of the metrics logged at that step.
+
+    Examples:
+        >>> rows = npkit.training_log("runs/quick")  # doctest: +SKIP
+        >>> losses = [row["train/loss"] for row in rows if "train/loss" in row]  # doctest: +SKIP
+    """
+    return _read_csv_rows(metrics_csv(run_dir), math.inf)
+
+
 def _read_csv_rows(path: Path, until_step: int) -> list[dict[str, float]]:
     """The logged rows up to ``until_step``; a corrupt log is named (it is rewritten on resume)."""
     try:

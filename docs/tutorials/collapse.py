@@ -12,7 +12,6 @@ one CPU core.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import tempfile
@@ -62,12 +61,6 @@ CURVES = ("z_effect", "target_spread", "std_context", "kl")  # the panels of the
 DRAWS, SHOWN = 100, 30  # function samples drawn, and shown, per panel
 
 
-def csv_rows(run: Path) -> list[dict[str, float]]:
-    """The rows of a run folder's CSV log (npkit.metrics_csv), one per logged step."""
-    with npkit.metrics_csv(run).open(newline="") as file:
-        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(file)]
-
-
 def per_dimension(model, sampler, num_tasks: int = 256, seed: int = 0) -> list[dict[str, float]]:
     """For each dimension of z: the posterior std given C and given C + T (mean over tasks), the
     KL(q(z_d | C + T) || q(z_d | C)) (mean over tasks) and the variance over tasks of the mean of
@@ -114,7 +107,7 @@ def main(steps: int = 9000, out: str | Path = FIGURES) -> dict:
         assert npkit_command(["diagnose", str(run)]) == 0
         from_cli = json.loads((run / "diagnostics.json").read_text())
         models = {"one function, ELBO": npkit.load_model(run / "model")}  # the trained run's model
-        curves = {"one function, ELBO": csv_rows(run)}
+        curves = {"one function, ELBO": npkit.training_log(run)}
 
     # 2. The same model on the family of sines, from Python: once with the preset's ELBO, once
     #    with maximum likelihood ("ml": -log of the marginal p(y_T | C), estimated with 10 z ~

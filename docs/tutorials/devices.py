@@ -11,7 +11,6 @@ CPU cores (the DDP run's two processes take one each; the other runs use one).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import signal
@@ -55,12 +54,6 @@ def new_model() -> npkit.NeuralProcess:
     every run below (and each DDP process) starts from the same weights."""
     torch.manual_seed(0)
     return npkit.build_model(MODEL["name"], **{k: v for k, v in MODEL.items() if k != "name"})
-
-
-def read_metrics(run: Path) -> list[dict[str, float]]:
-    """The rows of a run folder's CSV log (npkit.metrics_csv), one per logged step."""
-    with npkit.metrics_csv(run).open(newline="") as file:
-        return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(file)]
 
 
 def parameters(model: torch.nn.Module) -> torch.Tensor:
@@ -141,7 +134,7 @@ def main(steps: int = 1500, out: str | Path = FIGURES) -> dict:
     print(f"max |parameter difference| from the 1-process run: resumed {resume_diff}, bf16-mixed {bf16_diff:.3g}")
 
     # The curves, read back from each run folder's CSV log.
-    metrics = {name: read_metrics(runs / name) for name in wall}
+    metrics = {name: npkit.training_log(runs / name) for name in wall}
     label = {
         "one": "1 process, 32-true",
         "ddp": "2 processes (DDP, gloo), 32-true",
