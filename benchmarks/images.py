@@ -10,9 +10,11 @@ JPEGs and partition file in DIR, 32x32 RGB, presets ``celeba-<model>``. ``--face
 CelebA path on N face-like images drawn by ``npkit.make_face_folder`` (into ``--runs/faces-N``,
 made once), for a run without the data; its numbers are not CelebA's. Faces have no classes, so
 the sample diversity has no classifier columns there. Each model is trained with its preset
-(``mnist-<model>`` / ``digits-<model>``, ``--steps`` overriding the budget) by ``npkit train``
-into ``--runs/<preset>``; an existing run is resumed, a finished one reused, so the script can be
-stopped and restarted. Then:
+(``mnist-<model>`` / ``digits-<model>``, ``--steps`` and ``--batch-size`` overriding its own) by
+``npkit train`` into ``--runs/<preset>[-<steps>][-batch<size>]``; an existing run is resumed, a
+finished one reused, so the script can be stopped and restarted. A model is evaluated in the
+conventions of its run's data (``mnist-lnp`` trains on ``mnist-bnp``: coords in [-1, 1], values
+- 0.5), the baselines in ``mnist``'s ([0, 1]); the images and pixels are the same. Then:
 
 1. training speed: median ms per Adam step (and images/s = batch / step time) over
    ``--speed-steps`` isolated steps of the preset's objective on pre-drawn batches, and the peak
@@ -91,9 +93,11 @@ def classifier_of(mnist: Path | None, max_images: int):
     return digit_classifier(images[:n], labels[:n]), n
 
 
-def print_diversity(models: dict, test, classifier) -> None:
-    """The sample diversity table of the latent models; ``classifier``: (model, images it was
-    fitted on), or None (no classes: the pairwise distance only)."""
+def print_diversity(models: dict, samplers: dict, classifier) -> None:
+    """The sample diversity table of the latent models, each on the test split in its own
+    conventions (``samplers``: name -> sampler); ``classifier``: (model, images it was fitted
+    on), or None (no classes: the pairwise distance only)."""
+    test = next(iter(samplers.values()))
     pixels = test.shape[0] * test.shape[1]
     sizes = [s for s in (10, 100) if s < pixels] + [None]
     n = min(16, len(test.images))
@@ -109,11 +113,35 @@ def print_diversity(models: dict, test, classifier) -> None:
     for name, model in models.items():
         if model.is_latent:
             fitted = None if classifier is None else classifier[0]
-            for size, d in sample_diversity(model, test, sizes, num_images=n, classifier=fitted).items():
+            for size, d in sample_diversity(model, samplers[name], sizes, num_images=n, classifier=fitted).items():
                 stats = f"{d['pairwise_rms']:.4f}"
                 if fitted is not None:
                     stats += f" | {d['distinct_classes']:.2f} | {d['true_class']:.2f}"
                 print(f"| {name} | {size} | {stats} |")
+
+
+def eval_split(run: Path, root: Path | None):
+    """(data preset, test sampler) in the conventions ``run`` was trained with: "mnist" has
+    coords and values in [0, 1], "mnist-bnp" coords in [-1, 1] and values - 0.5, ...; the same
+    images in the same order whatever the conventions."""
+    name, options = split_section(load_config(run / "config.yaml")["data"])
+    options.pop("split", None)
+    if root:
+        options["root"] = str(root)
+    return name, make_sampler(name, split="test", **options)
+
+
+def fraction_results(models: dict, samplers: dict, baseline, args: argparse.Namespace) -> dict:
+    """`evaluate_fractions`: each model on tasks in its own conventions, kNN and the fitted GP on
+    ``baseline``'s; the tasks share images and pixels (seed 0), and neither tar_ll nor MSE changes
+    with a shift of the values or a scale of the coordinates."""
+    options = {"num_samples": args.samples, "fit_restarts": args.gp_restarts}
+    results = {}
+    for name, model in models.items():
+        tasks = fraction_tasks(samplers[name], num_images=args.num_images, batch_size=16, seed=0)
+        results[name] = evaluate_fractions({name: model}, tasks, gp=False, progress=True, **options)[name]
+    tasks = fraction_tasks(baseline, num_images=args.num_images, batch_size=16, seed=0)
+    return results | evaluate_fractions({}, tasks, progress=True, **options)
 
 
 def speed_worker(args: argparse.Namespace) -> dict:
@@ -143,6 +171,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["cnp", "np", "anp"])
     parser.add_argument("--runs", default="runs/images", help="folder of the training runs (resumed, reused)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="training batch (default: the preset's)")
     parser.add_argument("--mnist", default=None, help="folder with the MNIST IDX files ('none': use the 8x8 digits)")
     parser.add_argument("--celeba", default=None, help="folder in CelebA's layout (img_align_celeba/, partition file)")
     parser.add_argument("--faces", type=int, default=None, help="use N generated face-like images in CelebA's layout")
@@ -180,7 +209,11 @@ def main() -> None:
         sets = ([f"data.root={root}"] if root else []) + ["train.progress=false"]
         if args.steps is not None:
             sets.append(f"train.steps={args.steps}")
-        run = Path(args.runs) / (preset.replace(data, label, 1) + ("" if args.steps is None else f"-{args.steps}"))
+        if args.batch_size is not None:
+            sets.append(f"train.batch_size={args.batch_size}")
+        suffix = f"-{args.steps}" if args.steps is not None else ""
+        suffix += f"-batch{args.batch_size}" if args.batch_size is not None else ""
+        run = Path(args.runs) / (preset.replace(data, label, 1) + suffix)
         train(preset, run, sets)
         runs[name] = run
         worker = [sys.executable, __file__, "--worker", str(run), "--speed-steps", str(args.speed_steps)]
@@ -195,15 +228,12 @@ def main() -> None:
             f"{s['images_per_s']:.0f} | {s['peak_mb']:.0f} |"
         )
 
-    config = load_config(next(iter(runs.values())) / "config.yaml")
-    _, data_options = split_section(config["data"])
-    data_options.pop("split", None)
-    if root:
-        data_options["root"] = str(root)
-    test = make_sampler(data, split="test", **data_options)
+    splits = {name: eval_split(run, root) for name, run in runs.items()}
+    samplers = {name: sampler for name, (_, sampler) in splits.items()}
+    test = next((s for preset, s in splits.values() if preset == data), None)
+    test = test or make_sampler(data, split="test", **({"root": str(root)} if root else {}))  # the baselines'
     models = {name: load_trained(run) for name, run in runs.items()}
-    tasks = fraction_tasks(test, num_images=args.num_images, batch_size=16, seed=0)
-    results = evaluate_fractions(models, tasks, num_samples=args.samples, fit_restarts=args.gp_restarts, progress=True)
+    results = fraction_results(models, samplers, test, args)
     print(
         f"\n{test.source}: {args.num_images} images scored at every pixel, observed at a random fraction of "
         f"them; per-pixel marginal log-likelihood (± standard error over batches of 16), {args.samples} latent "
@@ -211,19 +241,18 @@ def main() -> None:
     )
     print(format_fraction_table(results, "tar_ll") + "\n\n" + format_fraction_table(results, "mse"))
 
-    print_diversity(models, test, None if faces else classifier_of(mnist, args.classifier_images))
+    print_diversity(models, samplers, None if faces else classifier_of(mnist, args.classifier_images))
 
     figures = Path(args.figures)
     title = f"{label}: models after their training budget vs kNN and a fitted GP ({args.num_images} test images)"
     written = [plot_fractions(results, figures / f"images-{label}-fractions.png", title=title)]
-    image = test.images[0]
     for name, model in models.items():
         path = figures / f"images-{label}-{name}-completion.png"
         written.append(
             plot_completion(
                 model,
-                test,
-                image,
+                samplers[name],
+                samplers[name].images[0],
                 path,
                 completion_context_sizes(test.shape[0] * test.shape[1]),
                 title=f"{name} on {test.source} image 0",
