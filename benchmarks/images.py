@@ -25,7 +25,8 @@ conventions of its run's data (``mnist-lnp`` trains on ``mnist-bnp``: coords in 
 3. sample diversity of latent models from 10 and 100 pixels and from all of them: mean pairwise
    RMS distance of 5 samples, and the number of distinct classes a logistic-regression digit
    classifier (fitted on ``--classifier-images`` training images) assigns to them;
-4. figures: the context-fraction plot and a completion grid per model, in ``--figures``.
+4. figures, in ``--figures``: the context-fraction plot (``images-<data>[-<models>]-fractions.png``,
+   the models named unless they are the default three) and a completion grid per model.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from npkit.objectives import get_objective
 from npkit.plot.figures import completion_context_sizes, plot_completion, plot_fractions
 from npkit.runs import load_trained
 
+DEFAULT_MODELS = ("cnp", "np", "anp")
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
 
@@ -168,7 +170,7 @@ def speed_worker(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["cnp", "np", "anp"])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--runs", default="runs/images", help="folder of the training runs (resumed, reused)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=None, help="training batch (default: the preset's)")
@@ -245,7 +247,8 @@ def main() -> None:
 
     figures = Path(args.figures)
     title = f"{label}: models after their training budget vs kNN and a fitted GP ({args.num_images} test images)"
-    written = [plot_fractions(results, figures / f"images-{label}-fractions.png", title=title)]
+    models_tag = "" if tuple(args.models) == DEFAULT_MODELS else "-" + "-".join(args.models)
+    written = [plot_fractions(results, figures / f"images-{label}{models_tag}-fractions.png", title=title)]
     for name, model in models.items():
         path = figures / f"images-{label}-{name}-completion.png"
         written.append(
