@@ -22,9 +22,10 @@ conventions of its run's data (``mnist-lnp`` trains on ``mnist-bnp``: coords in 
 2. evaluation (``npkit.evaluation.completion``) on the test split: ``--num-images`` images scored at every
    pixel with 1, 5, 10, 20, 50 and 100 % of their pixels observed, for every model, kNN (k = 5)
    and the RBF GP fitted per image (at most 200 context pixels);
-3. sample diversity of latent models from 10 and 100 pixels and from all of them: mean pairwise
-   RMS distance of 5 samples, and the number of distinct classes a logistic-regression digit
-   classifier (fitted on ``--classifier-images`` training images) assigns to them;
+3. sample diversity of latent models from ``--diversity-context`` pixels (default 10, 100 where
+   the image has more, and all of them): mean pairwise RMS distance of 5 samples, and the number
+   of distinct classes a logistic-regression digit classifier (fitted on
+   ``--classifier-images`` training images) assigns to them;
 4. figures, in ``--figures``: the context-fraction plot (``images-<data>[-<models>]-fractions.png``,
    the models named unless they are the default three) and a completion grid per model.
 """
@@ -95,13 +96,29 @@ def classifier_of(mnist: Path | None, max_images: int):
     return digit_classifier(images[:n], labels[:n]), n
 
 
-def print_diversity(models: dict, samplers: dict, classifier) -> None:
+def diversity_sizes(values: list[str] | None, pixels: int) -> list[int | None]:
+    """``--diversity-context`` as context sizes: pixel counts in [1, ``pixels``), "all" -> None;
+    None: 10 and 100 (those below ``pixels``) and all."""
+    if values is None:
+        return [s for s in (10, 100) if s < pixels] + [None]
+    sizes = []
+    for value in values:
+        if value == "all":
+            sizes.append(None)
+        elif value.isdigit() and 1 <= int(value) < pixels:
+            sizes.append(int(value))
+        else:
+            raise SystemExit(f"--diversity-context {value}: expected a pixel count in [1, {pixels - 1}] or 'all'")
+    return sizes
+
+
+def print_diversity(models: dict, samplers: dict, classifier, sizes: list[str] | None) -> None:
     """The sample diversity table of the latent models, each on the test split in its own
-    conventions (``samplers``: name -> sampler); ``classifier``: (model, images it was fitted
-    on), or None (no classes: the pairwise distance only)."""
+    conventions (``samplers``: name -> sampler) from ``sizes`` context pixels ("all": every
+    pixel); ``classifier``: (model, images it was fitted on), or None (no classes: the pairwise
+    distance only)."""
     test = next(iter(samplers.values()))
-    pixels = test.shape[0] * test.shape[1]
-    sizes = [s for s in (10, 100) if s < pixels] + [None]
+    sizes = diversity_sizes(sizes, test.shape[0] * test.shape[1])
     n = min(16, len(test.images))
     print(f"\nsample diversity: 5 samples per image, {n} test images; pairwise = mean pairwise RMS distance", end="")
     if classifier is None:
@@ -182,6 +199,9 @@ def main() -> None:
     parser.add_argument("--gp-restarts", type=int, default=4, help="fitted GP: random restarts per image")
     parser.add_argument("--speed-steps", type=int, default=20, help="timed training steps per model")
     parser.add_argument("--classifier-images", type=int, default=10000)
+    parser.add_argument(
+        "--diversity-context", nargs="+", help="context pixels of the diversity table, or 'all' (default: 10 100 all)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (NPKIT_THREADS)")
     parser.add_argument("--figures", default="docs/figures", help="where the figures go")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -243,7 +263,8 @@ def main() -> None:
     )
     print(format_fraction_table(results, "tar_ll") + "\n\n" + format_fraction_table(results, "mse"))
 
-    print_diversity(models, samplers, None if faces else classifier_of(mnist, args.classifier_images))
+    classifier = None if faces else classifier_of(mnist, args.classifier_images)
+    print_diversity(models, samplers, classifier, args.diversity_context)
 
     figures = Path(args.figures)
     title = f"{label}: models after their training budget vs kNN and a fitted GP ({args.num_images} test images)"

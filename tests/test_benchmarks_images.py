@@ -58,3 +58,12 @@ def test_fraction_results_score_each_model_on_its_conventions_and_baselines_on_t
     assert list(results) == ["cnp", "kNN (k=5)", "GP (RBF, fitted)"]
     assert metrics(results["kNN (k=5)"]) == metrics(baselines["kNN (k=5)"])
     assert metrics(results["GP (RBF, fitted)"]) == metrics(baselines["GP (RBF, fitted)"])
+
+
+def test_diversity_context_sizes_default_to_those_the_image_holds_and_reject_others(images):
+    assert images.diversity_sizes(None, 784) == [10, 100, None]
+    assert images.diversity_sizes(None, 64) == [10, None]  # 8x8 digits: no 100-pixel row
+    assert images.diversity_sizes(["10", "196", "all"], 784) == [10, 196, None]
+    for bad in ("0", "784", "ten", "-5"):
+        with pytest.raises(SystemExit, match=f"--diversity-context {bad}: expected a pixel count in \\[1, 783\\]"):
+            images.diversity_sizes([bad], 784)
