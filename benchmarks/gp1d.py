@@ -1,4 +1,4 @@
-"""gp1d benchmark (BENCHMARKS.md section 1): the reference-size models beside the exact GP oracle.
+"""gp1d benchmark (docs/benchmarks/protocols.md, protocol 1): the reference-size models beside the exact GP oracle.
 
     python benchmarks/gp1d.py [--models cnp canp np anp] [--steps 100000] [--runs runs/gp1d] [--jobs 2]
                               [--eval-batches 3000] [--train-seeds 0 1 2] [--train-kernels rbf periodic]
@@ -192,7 +192,7 @@ def own_kernel_scores(results: dict[str, dict]) -> dict:
 
 
 def calibration_cells(scores: dict) -> str:
-    """' ctx_ll | mse | coverage95 |' for every kernel (BENCHMARKS.md: the context fit, the
+    """' ctx_ll | mse | coverage95 |' for every kernel (protocol 1: the context fit, the
     squared error of the predictive mean and the coverage of the central 95% interval)."""
     cell = lambda m: f" {m['ctx_ll']:.2f} | {m['mse']:.4f} | {m['coverage95']:.3f} |"
     return "".join(cell(scores[k]) if k in scores else " - | - | - |" for k in KERNELS)

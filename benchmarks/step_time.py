@@ -1,5 +1,5 @@
-"""Training-step time per model and width, data generation excluded (BENCHMARKS.md section 2);
-with ``--peer``, beside the ``neuralprocesses`` package in the same run.
+"""Training-step time per model and width, data generation excluded (what every benchmark prints:
+docs/benchmarks/protocols.md); with ``--peer``, beside the ``neuralprocesses`` package in the same run.
 
     python benchmarks/step_time.py --models cnp anp --widths 256 [--layers 3] [--targets-only]
     pip install neuralprocesses        # the peer (npkit[peer]; not an npkit dependency)

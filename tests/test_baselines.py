@@ -51,7 +51,7 @@ def test_gp_posterior_per_task_noise_tensor():
 
 
 def test_oracle_matches_published_gp1d_numbers():
-    # BENCHMARKS.md: RBF oracle ctx_ll 2.62, tar_ll 1.52 (marginal), 1.81 (joint / Nt).
+    # docs/benchmarks/protocols.md: RBF oracle ctx_ll 2.62, tar_ll 1.52 (marginal), 1.81 (joint / Nt).
     batches = make_eval_set(make_sampler("gp1d", kernel="rbf"), 50, 16, seed=0)
     result = evaluate_gp(batches, kind="oracle")
     assert result["ctx_ll"] == pytest.approx(2.62, abs=0.25)

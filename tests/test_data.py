@@ -1,4 +1,4 @@
-"""Specification of npkit.data: task samplers, the gp1d protocol (BENCHMARKS.md section 1),
+"""Specification of npkit.data: task samplers, the gp1d protocol (docs/benchmarks/protocols.md, protocol 1),
 GP kernels and presets."""
 
 import math

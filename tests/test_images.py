@@ -1,5 +1,5 @@
-"""Specification of npkit.data.images: images as functions of pixel coordinates (BENCHMARKS.md
-section 3), context masks, the way back to images, and the image presets."""
+"""Specification of npkit.data.images: images as functions of pixel coordinates (protocol 3
+of docs/benchmarks/protocols.md), context masks, the way back to images, and the image presets."""
 
 import pytest
 import torch

@@ -80,8 +80,8 @@ def digits(split: str = "train", classes=None, **options) -> ImageSampler:
 
 
 def digits_bnp(split: str = "train", classes=None, **options) -> ImageSampler:
-    """The BNP/TNP image conventions (BENCHMARKS.md section 3) on the 8x8 digits, with the point
-    counts scaled to 64 pixels: coords in [-1, 1]^2, values pixel - 0.5, Nc ~ U{3..61},
+    """The BNP/TNP image conventions (protocol 3 of docs/benchmarks/protocols.md) on the 8x8
+    digits, with the point counts scaled to 64 pixels: coords in [-1, 1]^2, values pixel - 0.5, Nc ~ U{3..61},
     Nt ~ U{3..64 - Nc} (MNIST's 3..196 and 3..199 - Nc do not fit 64 pixels)."""
     preset = dict(num_context=(3, 61), num_target=(3, 61), max_points=64, coords="centered", values="centered")
     images, source = _digits_images(split, classes)
@@ -97,8 +97,8 @@ def mnist(root=None, split: str = "train", classes=None, **options) -> ImageSamp
 
 
 def mnist_bnp(root=None, split: str = "train", classes=None, **options) -> ImageSampler:
-    """MNIST with BENCHMARKS.md section 3 exactly: coords in [-1, 1]^2, values pixel - 0.5,
-    Nc ~ U{3..196}, Nt ~ U{3..199 - Nc}, a random permutation of the pixels per task."""
+    """MNIST with protocol 3 of docs/benchmarks/protocols.md exactly: coords in [-1, 1]^2, values
+    pixel - 0.5, Nc ~ U{3..196}, Nt ~ U{3..199 - Nc}, a random permutation of the pixels per task."""
     preset = dict(num_context=(3, 196), num_target=(3, 196), max_points=199, coords="centered", values="centered")
     images, source = _mnist_images(root, split, classes)
     return ImageSampler(images, source=source, **{**preset, **options})
@@ -120,8 +120,8 @@ def celeba(root=None, split: str = "train", size: int = 32, crop: int = 178, **o
 
 
 def celeba_bnp(root=None, split: str = "train", size: int = 32, crop: int = 178, **options) -> ImageSampler:
-    """CelebA with BENCHMARKS.md section 3 (the BNP/TNP CelebA32 protocol): coords in [-1, 1]^2,
-    values pixel - 0.5, Nc ~ U{3..196}, Nt ~ U{3..199 - Nc}."""
+    """CelebA with protocol 3 of docs/benchmarks/protocols.md (the BNP/TNP CelebA32 protocol):
+    coords in [-1, 1]^2, values pixel - 0.5, Nc ~ U{3..196}, Nt ~ U{3..199 - Nc}."""
     preset = dict(num_context=(3, 196), num_target=(3, 196), max_points=199, coords="centered", values="centered")
     return ImageSampler(
         _celeba_images(root, split, size, crop), source=f"celeba{size}:{split}", **{**preset, **options}

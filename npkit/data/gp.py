@@ -82,7 +82,8 @@ class TrueGP:
 class GPSampler(FunctionSampler):
     """Gaussian-process functions y ~ GP(0, k) + N(0, noise_std^2), hyper-parameters drawn per task.
 
-    Defaults are the gp1d protocol of BENCHMARKS.md (Bootstrapping NPs / TNP reference code).
+    Defaults are the gp1d protocol (protocol 1 of docs/benchmarks/protocols.md; Bootstrapping NPs
+    / TNP reference code).
     ``sample_with_truth`` also returns the generating ``TrueGP`` (for the oracle).
 
     Attributes:

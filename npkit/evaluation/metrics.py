@@ -1,7 +1,7 @@
 """Evaluation on a fixed, cached set of tasks: per-point log-likelihoods, MSE and coverage.
 
-Conventions (BENCHMARKS.md, section 1). Every number is per point, averaged over the points of
-a batch, then over batches:
+Conventions (docs/benchmarks/protocols.md, protocol 1). Every number is per point, averaged over
+the points of a batch, then over batches:
 
 - ``ctx_ll``: log-likelihood of the context observations when the predictive is queried at
   them (batches with no context point are skipped);
@@ -9,7 +9,7 @@ a batch, then over batches:
   the mean over the S samples of z ~ p(z | C) of each point's likelihood (``logmeanexp``);
 - ``tar_ll_joint``: per task, ``logmeanexp`` over samples of the summed target log-likelihood,
   divided by Nt, then the mean over tasks. For deterministic models it equals ``tar_ll``; for
-  the GP it is the joint Gaussian log-density / Nt (the joint column of BENCHMARKS.md);
+  the GP it is the joint Gaussian log-density / Nt (the joint column of the gp1d tables);
 - ``tar_ll_joint_iw`` (latent models only): the same joint quantity estimated by importance
   sampling with proposal q(z | C ∪ T) and weights p(z | C) / q(z | C ∪ T), same number of
   samples (NaN where p(z | C) cannot score foreign z: a planar flow). Like ``tar_ll_joint`` it
