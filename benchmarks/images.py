@@ -112,14 +112,12 @@ def diversity_sizes(values: list[str] | None, pixels: int) -> list[int | None]:
     return sizes
 
 
-def print_diversity(models: dict, samplers: dict, classifier, sizes: list[str] | None) -> None:
+def print_diversity(models: dict, samplers: dict, classifier, sizes: list[int | None]) -> None:
     """The sample diversity table of the latent models, each on the test split in its own
-    conventions (``samplers``: name -> sampler) from ``sizes`` context pixels ("all": every
+    conventions (``samplers``: name -> sampler) from ``sizes`` context pixels (None: every
     pixel); ``classifier``: (model, images it was fitted on), or None (no classes: the pairwise
     distance only)."""
-    test = next(iter(samplers.values()))
-    sizes = diversity_sizes(sizes, test.shape[0] * test.shape[1])
-    n = min(16, len(test.images))
+    n = min(16, len(next(iter(samplers.values())).images))
     print(f"\nsample diversity: 5 samples per image, {n} test images; pairwise = mean pairwise RMS distance", end="")
     if classifier is None:
         print("\n\n| model | context | pairwise |\n|---|---|---|")
@@ -222,6 +220,8 @@ def main() -> None:
     print(f"command: python benchmarks/images.py {' '.join(sys.argv[1:])}")
     print(f"machine: {cpu_name()}, {args.threads} torch thread(s), torch {torch.__version__}")
     print(f"data: {data} ({root or 'scikit-learn, bundled'}{'; generated face-like images' if args.faces else ''})\n")
+    test = make_sampler(data, split="test", **({"root": str(root)} if root else {}))  # the baselines'
+    diversity = diversity_sizes(args.diversity_context, test.shape[0] * test.shape[1])  # checked before training
 
     runs, speed = {}, {}
     for name in args.models:
@@ -250,10 +250,7 @@ def main() -> None:
             f"{s['images_per_s']:.0f} | {s['peak_mb']:.0f} |"
         )
 
-    splits = {name: eval_split(run, root) for name, run in runs.items()}
-    samplers = {name: sampler for name, (_, sampler) in splits.items()}
-    test = next((s for preset, s in splits.values() if preset == data), None)
-    test = test or make_sampler(data, split="test", **({"root": str(root)} if root else {}))  # the baselines'
+    samplers = {name: eval_split(run, root)[1] for name, run in runs.items()}
     models = {name: load_trained(run) for name, run in runs.items()}
     results = fraction_results(models, samplers, test, args)
     print(
@@ -264,7 +261,7 @@ def main() -> None:
     print(format_fraction_table(results, "tar_ll") + "\n\n" + format_fraction_table(results, "mse"))
 
     classifier = None if faces else classifier_of(mnist, args.classifier_images)
-    print_diversity(models, samplers, classifier, args.diversity_context)
+    print_diversity(models, samplers, classifier, diversity)
 
     figures = Path(args.figures)
     title = f"{label}: models after their training budget vs kNN and a fitted GP ({args.num_images} test images)"

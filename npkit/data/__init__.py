@@ -81,8 +81,8 @@ def digits(split: str = "train", classes=None, **options) -> ImageSampler:
 
 def digits_bnp(split: str = "train", classes=None, **options) -> ImageSampler:
     """The BNP/TNP image conventions (protocol 3 of docs/benchmarks/protocols.md) on the 8x8
-    digits, with the point counts scaled to 64 pixels: coords in [-1, 1]^2, values pixel - 0.5, Nc ~ U{3..61},
-    Nt ~ U{3..64 - Nc} (MNIST's 3..196 and 3..199 - Nc do not fit 64 pixels)."""
+    digits, with the point counts scaled to 64 pixels: coords in [-1, 1]^2, values pixel - 0.5,
+    Nc ~ U{3..61}, Nt ~ U{3..64 - Nc} (MNIST's 3..196 and 3..199 - Nc do not fit 64 pixels)."""
     preset = dict(num_context=(3, 61), num_target=(3, 61), max_points=64, coords="centered", values="centered")
     images, source = _digits_images(split, classes)
     return ImageSampler(images, source=source, **{**preset, **options})
